@@ -1,0 +1,96 @@
+//! Errors of the log subsystem.
+
+use std::io;
+use std::path::PathBuf;
+
+use brook_proto::{BatchError, Offset};
+
+/// What went wrong in a partition log. [`LogError::is_retriable`] splits what a caller may
+/// retry from what needs an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("open", "write", "fsync", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The appended batch is malformed; nothing was written.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// A read or truncation named an offset outside the log.
+    #[error("offset {offset} is out of range: the log holds offsets {start} to {end} (exclusive)")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: Offset,
+        /// Log start offset.
+        start: Offset,
+        /// Log end offset.
+        end: Offset,
+    },
+    /// A sealed segment holds bytes that are not a valid batch. Never repaired silently.
+    #[error("corrupt segment {segment} at byte {position}: {reason}")]
+    Corrupt {
+        /// The segment's `.log` file.
+        segment: PathBuf,
+        /// Byte position of the bad batch in that file.
+        position: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Another process (or another `Log` in this one) holds the directory.
+    #[error(
+        "data directory {path} is locked by another process (lock file {lock}); stop it or pick another directory"
+    )]
+    Locked {
+        /// The partition directory.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid log config: {0}")]
+    Config(#[from] super::ConfigError),
+    /// An earlier write or fsync failed: what is on disk is unknown until the log is reopened
+    /// (which runs recovery). Appends are refused until then.
+    #[error("log {path} failed earlier and refuses writes until reopened: {cause}")]
+    Failed {
+        /// The partition directory.
+        path: PathBuf,
+        /// The first failure.
+        cause: String,
+    },
+    /// The log was closed.
+    #[error("log {path} is closed")]
+    Closed {
+        /// The partition directory.
+        path: PathBuf,
+    },
+}
+
+impl LogError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> LogError {
+        let path = path.into();
+        move |source| LogError::Io { op, path, source }
+    }
+
+    /// True for errors a caller may retry as they are (a later attempt can succeed without an
+    /// operator): none of the current variants except transient I/O qualify.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            LogError::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+}
