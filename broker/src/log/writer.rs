@@ -32,6 +32,8 @@ use super::{DirLock, FlushPolicy, LogError, Segment};
 const MAX_GROUP: usize = 1024;
 /// Least time between two recovery checkpoints written after syncs.
 const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
+/// Longest wait before the writer re-checks whether an interval flush is due.
+const MAX_FLUSH_WAIT_MS: u128 = 100;
 
 type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 
@@ -178,7 +180,12 @@ impl Writer {
         match self.shared.config.flush {
             FlushPolicy::Interval(d) if self.unflushed => {
                 let since = self.now().saturating_sub(self.last_flush_ms).max(0) as u128;
-                let left = d.as_millis().saturating_sub(since).max(1);
+                // Re-read the clock at least every MAX_FLUSH_WAIT: robust to clock jumps, and
+                // lets tests move a manual clock.
+                let left = d
+                    .as_millis()
+                    .saturating_sub(since)
+                    .clamp(1, MAX_FLUSH_WAIT_MS);
                 Some(Duration::from_millis(left as u64))
             }
             _ => None,
