@@ -119,7 +119,9 @@ impl OffsetIndex {
             let e = self.entry(i);
             let ordered = prev
                 .is_none_or(|p| p.relative_offset < e.relative_offset && p.position < e.position);
-            if !ordered || u64::from(e.position) >= log_size {
+            // Position 0 is never indexed (the first batch needs no entry): a zero entry is
+            // the unused tail of a preallocated file.
+            if !ordered || e.position == 0 || u64::from(e.position) >= log_size {
                 return i;
             }
             prev = Some(e);
@@ -130,5 +132,96 @@ impl OffsetIndex {
     pub(crate) fn set_len(&mut self, n: usize) {
         // Only used on a preallocated index: the first `n` entries have been checked.
         self.file.set_valid(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn index(dir: &tempfile::TempDir, capacity: usize) -> OffsetIndex {
+        OffsetIndex::open(&dir.path().join("0.index"), Some(capacity)).unwrap().0
+    }
+
+    #[test]
+    fn lookup_returns_the_floor_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut oi = index(&dir, 8);
+        assert_eq!(oi.lookup(5), None);
+        assert!(oi.append(10, 100));
+        assert!(oi.append(20, 200));
+        assert!(oi.append(30, 300));
+        assert_eq!(oi.lookup(9), None);
+        assert_eq!(oi.lookup(10), Some(IndexEntry { relative_offset: 10, position: 100 }));
+        assert_eq!(oi.lookup(29), Some(IndexEntry { relative_offset: 20, position: 200 }));
+        assert_eq!(oi.lookup(u32::MAX), Some(IndexEntry { relative_offset: 30, position: 300 }));
+    }
+
+    #[test]
+    fn a_full_index_refuses_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut oi = index(&dir, 2);
+        assert!(oi.append(1, 10));
+        assert!(oi.append(2, 20));
+        assert!(oi.is_full());
+        assert!(!oi.append(3, 30));
+        assert_eq!(oi.len(), 2);
+    }
+
+    #[test]
+    fn truncate_and_trim_keep_entries_below_the_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut oi = index(&dir, 16);
+        for i in 1..=5 {
+            oi.append(i * 10, i * 100);
+        }
+        oi.truncate_to_position(300);
+        assert_eq!(oi.len(), 2);
+        assert_eq!(oi.last(), Some(IndexEntry { relative_offset: 20, position: 200 }));
+        oi.file().trim().unwrap();
+        oi.file().sync().unwrap();
+        let path = dir.path().join("0.index");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
+        let (again, stray) = OffsetIndex::open(&path, None).unwrap();
+        assert_eq!((again.len(), stray), (2, 0));
+        assert_eq!(again.entry(1), IndexEntry { relative_offset: 20, position: 200 });
+    }
+
+    #[test]
+    fn check_stops_at_the_first_untrustworthy_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut oi = index(&dir, 8);
+        oi.append(1, 10);
+        oi.append(2, 20);
+        oi.append(3, 30);
+        // Over the whole preallocated file: the zero tail is not an entry.
+        assert_eq!(oi.check(8, 1000), 3);
+        // Entries at or past the log size are not trusted.
+        assert_eq!(oi.check(8, 30), 2);
+        assert_eq!(oi.check(8, 10), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn lookup_matches_a_linear_search(
+            gaps in proptest::collection::vec(1u32..50, 0..300),
+            targets in proptest::collection::vec(0u32..20_000, 1..50),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut oi = index(&dir, gaps.len() + 1);
+            let mut entries = Vec::new();
+            let mut off = 0;
+            for (i, g) in gaps.iter().enumerate() {
+                off += g;
+                let e = IndexEntry { relative_offset: off, position: (i as u32 + 1) * 64 };
+                prop_assert!(oi.append(e.relative_offset, e.position));
+                entries.push(e);
+            }
+            for t in targets {
+                let expect = entries.iter().rev().find(|e| e.relative_offset <= t).copied();
+                prop_assert_eq!(oi.lookup(t), expect);
+            }
+        }
     }
 }

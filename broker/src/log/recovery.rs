@@ -262,7 +262,7 @@ fn check_sealed_indexes(
         return Ok(None);
     }
     // Time entries may point past the last offset entry (the entry added at sealing).
-    if ti.check(ti.len(), u64::from(u32::MAX)) < ti.len() {
+    if ti.check(ti.len(), u64::from(u32::MAX), false) < ti.len() {
         return Ok(None);
     }
     let from = oi.last().map_or(0, |e| u64::from(e.position));
@@ -314,7 +314,7 @@ pub(crate) fn open_active(
     let keep = oi.check(config.offset_index_entries(), trusted_pos);
     oi.set_len(keep);
     let time_bound = oi.last().map_or(0, |e| u64::from(e.relative_offset) + 1);
-    let keep = ti.check(config.time_index_entries(), time_bound);
+    let keep = ti.check(config.time_index_entries(), time_bound, true);
     ti.set_len(keep);
     let start = match ti.last() {
         Some(t) => oi.lookup(t.relative_offset),

@@ -105,14 +105,17 @@ impl TimeIndex {
     }
 
     /// Counts leading well-formed entries among the first `all`, for a segment whose next
-    /// relative offset is `end_relative`.
-    pub(crate) fn check(&self, all: usize, end_relative: u64) -> usize {
+    /// relative offset is `end_relative`. In an `active` segment every entry sits at an
+    /// index point, never at relative offset 0, so a zero entry is the unused tail of the
+    /// preallocated file.
+    pub(crate) fn check(&self, all: usize, end_relative: u64, active: bool) -> usize {
         let mut prev: Option<TimeEntry> = None;
         for i in 0..all {
             let e = self.entry(i);
             let ordered = prev
                 .is_none_or(|p| p.timestamp < e.timestamp && p.relative_offset < e.relative_offset);
-            if !ordered || u64::from(e.relative_offset) >= end_relative {
+            let unused = active && e.relative_offset == 0;
+            if !ordered || unused || u64::from(e.relative_offset) >= end_relative {
                 return i;
             }
             prev = Some(e);
@@ -122,5 +125,31 @@ impl TimeIndex {
 
     pub(crate) fn set_len(&mut self, n: usize) {
         self.file.set_valid(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_only_grow_and_lookup_finds_the_last_older_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ti, _) = TimeIndex::open(&dir.path().join("0.timeindex"), Some(8)).unwrap();
+        assert!(ti.maybe_append(100, 1));
+        assert!(ti.maybe_append(100, 2)); // same timestamp: skipped
+        assert!(ti.maybe_append(90, 3)); // older: skipped
+        assert!(ti.maybe_append(200, 4));
+        assert!(ti.maybe_append(300, 9));
+        assert_eq!(ti.len(), 3);
+        assert_eq!(ti.lookup_before(100), None);
+        assert_eq!(ti.lookup_before(101), Some(TimeEntry { timestamp: 100, relative_offset: 1 }));
+        assert_eq!(ti.lookup_before(300), Some(TimeEntry { timestamp: 200, relative_offset: 4 }));
+        assert_eq!(ti.lookup_before(i64::MAX), Some(TimeEntry { timestamp: 300, relative_offset: 9 }));
+        ti.truncate_to_offset(4);
+        assert_eq!(ti.last(), Some(TimeEntry { timestamp: 100, relative_offset: 1 }));
+        // In an active segment's preallocated file, the zero tail ends the entries.
+        assert_eq!(ti.check(8, 100, true), 1);
+        assert_eq!(ti.check(8, 1, true), 0);
     }
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command. CI (.ci/run) runs exactly this.
+#
+# One debug build shared by every step (same target dir); the slow multi-process suite runs
+# beside the rest where that is safe.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build tests"
+cargo test --workspace --all-targets --locked --no-run
+
+step "tests (unit, integration, property, fuzz, SIGKILL crash; benches once in test mode)"
+cargo test --workspace --all-targets --locked
+
+step "doc tests"
+cargo test --workspace --doc --locked
