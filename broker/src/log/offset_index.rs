@@ -29,7 +29,11 @@ pub struct OffsetIndex {
 }
 
 impl OffsetIndex {
-    pub(crate) fn open(path: &Path, preallocate: Option<usize>) -> io::Result<(Self, usize)> {
+    /// Opens (creating if absent) the index at `path`. With `preallocate = Some(n)` the file
+    /// is sized for `n` entries and starts with none (as an active segment's index); without,
+    /// every whole entry in the file counts. Also returns the count of stray bytes after the
+    /// last whole entry (non-zero: the file is damaged).
+    pub fn open(path: &Path, preallocate: Option<usize>) -> io::Result<(Self, usize)> {
         let (file, stray) = IndexFile::open(path, OFFSET_ENTRY_SIZE, preallocate)?;
         Ok((OffsetIndex { file }, stray))
     }
@@ -141,7 +145,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn index(dir: &tempfile::TempDir, capacity: usize) -> OffsetIndex {
-        OffsetIndex::open(&dir.path().join("0.index"), Some(capacity)).unwrap().0
+        OffsetIndex::open(&dir.path().join("0.index"), Some(capacity))
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -153,9 +159,27 @@ mod tests {
         assert!(oi.append(20, 200));
         assert!(oi.append(30, 300));
         assert_eq!(oi.lookup(9), None);
-        assert_eq!(oi.lookup(10), Some(IndexEntry { relative_offset: 10, position: 100 }));
-        assert_eq!(oi.lookup(29), Some(IndexEntry { relative_offset: 20, position: 200 }));
-        assert_eq!(oi.lookup(u32::MAX), Some(IndexEntry { relative_offset: 30, position: 300 }));
+        assert_eq!(
+            oi.lookup(10),
+            Some(IndexEntry {
+                relative_offset: 10,
+                position: 100
+            })
+        );
+        assert_eq!(
+            oi.lookup(29),
+            Some(IndexEntry {
+                relative_offset: 20,
+                position: 200
+            })
+        );
+        assert_eq!(
+            oi.lookup(u32::MAX),
+            Some(IndexEntry {
+                relative_offset: 30,
+                position: 300
+            })
+        );
     }
 
     #[test]
@@ -178,14 +202,26 @@ mod tests {
         }
         oi.truncate_to_position(300);
         assert_eq!(oi.len(), 2);
-        assert_eq!(oi.last(), Some(IndexEntry { relative_offset: 20, position: 200 }));
+        assert_eq!(
+            oi.last(),
+            Some(IndexEntry {
+                relative_offset: 20,
+                position: 200
+            })
+        );
         oi.file().trim().unwrap();
         oi.file().sync().unwrap();
         let path = dir.path().join("0.index");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
         let (again, stray) = OffsetIndex::open(&path, None).unwrap();
         assert_eq!((again.len(), stray), (2, 0));
-        assert_eq!(again.entry(1), IndexEntry { relative_offset: 20, position: 200 });
+        assert_eq!(
+            again.entry(1),
+            IndexEntry {
+                relative_offset: 20,
+                position: 200
+            }
+        );
     }
 
     #[test]

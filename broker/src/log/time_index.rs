@@ -143,11 +143,35 @@ mod tests {
         assert!(ti.maybe_append(300, 9));
         assert_eq!(ti.len(), 3);
         assert_eq!(ti.lookup_before(100), None);
-        assert_eq!(ti.lookup_before(101), Some(TimeEntry { timestamp: 100, relative_offset: 1 }));
-        assert_eq!(ti.lookup_before(300), Some(TimeEntry { timestamp: 200, relative_offset: 4 }));
-        assert_eq!(ti.lookup_before(i64::MAX), Some(TimeEntry { timestamp: 300, relative_offset: 9 }));
+        assert_eq!(
+            ti.lookup_before(101),
+            Some(TimeEntry {
+                timestamp: 100,
+                relative_offset: 1
+            })
+        );
+        assert_eq!(
+            ti.lookup_before(300),
+            Some(TimeEntry {
+                timestamp: 200,
+                relative_offset: 4
+            })
+        );
+        assert_eq!(
+            ti.lookup_before(i64::MAX),
+            Some(TimeEntry {
+                timestamp: 300,
+                relative_offset: 9
+            })
+        );
         ti.truncate_to_offset(4);
-        assert_eq!(ti.last(), Some(TimeEntry { timestamp: 100, relative_offset: 1 }));
+        assert_eq!(
+            ti.last(),
+            Some(TimeEntry {
+                timestamp: 100,
+                relative_offset: 1
+            })
+        );
         // In an active segment's preallocated file, the zero tail ends the entries.
         assert_eq!(ti.check(8, 100, true), 1);
         assert_eq!(ti.check(8, 1, true), 0);

@@ -100,8 +100,10 @@ impl BatchBuilder {
     ) {
         if self.count == 0 {
             self.base_timestamp = timestamp;
+            self.max_timestamp = timestamp;
+        } else {
+            self.max_timestamp = self.max_timestamp.max(timestamp);
         }
-        self.max_timestamp = self.max_timestamp.max(timestamp);
         let ts_delta = timestamp.wrapping_sub(self.base_timestamp);
         let offset_delta = self.count as i64;
         let mut body = 1 + varint_len(ts_delta) + varint_len(offset_delta);

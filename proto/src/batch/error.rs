@@ -93,7 +93,8 @@ pub enum BatchError {
     MalformedRecord {
         /// Index of the record in the batch.
         index: i32,
-        /// Byte position in the batch where decoding failed.
+        /// Byte position in the batch where the failing field starts (for trailing bytes, the
+        /// first byte left over).
         position: usize,
         /// The field that could not be decoded.
         field: RecordField,
@@ -109,7 +110,8 @@ pub enum RecordField {
     Attributes,
     /// The timestamp delta varlong.
     TimestampDelta,
-    /// The offset delta varint (or one that disagrees with the record's index).
+    /// The offset delta varint, or an offset delta that is not above the previous record's or
+    /// is above the batch's `lastOffsetDelta`.
     OffsetDelta,
     /// The key length or key bytes.
     Key,

@@ -174,9 +174,17 @@ impl BatchHeader {
         Ok(header)
     }
 
-    /// Checks the CRC against `batch`, which must hold the whole batch.
+    /// Checks the CRC against `batch`, which must hold the whole batch (bytes past the batch
+    /// are ignored; a shorter buffer is [`BatchError::Truncated`]).
     pub fn check_crc(&self, batch: &[u8]) -> Result<(), BatchError> {
-        let computed = crc32fast::hash(&batch[ATTRIBUTES..self.total_size()]);
+        let size = self.total_size();
+        let Some(covered) = batch.get(ATTRIBUTES..size) else {
+            return Err(BatchError::Truncated {
+                needed: size,
+                available: batch.len(),
+            });
+        };
+        let computed = crc32fast::hash(covered);
         if computed != self.crc {
             return Err(BatchError::CrcMismatch {
                 stored: self.crc,
@@ -189,7 +197,9 @@ impl BatchHeader {
     /// Validation a leader adds for a batch a producer sent: the batch must hold at least one
     /// record and its offset deltas must be exactly `0..recordsCount`.
     pub fn check_produced(&self) -> Result<(), BatchError> {
-        if self.records_count == 0 || self.last_offset_delta != self.records_count - 1 {
+        if self.records_count <= 0
+            || i64::from(self.last_offset_delta) != i64::from(self.records_count) - 1
+        {
             return Err(BatchError::OffsetDeltaMismatch {
                 last_offset_delta: self.last_offset_delta,
                 records: self.records_count,
@@ -204,16 +214,17 @@ impl BatchHeader {
         LOG_OVERHEAD + self.batch_length as usize
     }
 
-    /// Offset of the batch's last record.
+    /// Offset of the batch's last record. Wraps rather than overflows: `baseOffset` is outside
+    /// the CRC, so a corrupt batch can carry any value there.
     #[inline]
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        self.base_offset.wrapping_add(self.last_offset_delta as i64)
     }
 
-    /// Offset following the batch.
+    /// Offset following the batch (wrapping, like [`BatchHeader::last_offset`]).
     #[inline]
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().wrapping_add(1)
     }
 
     /// The compression codec (validated by `parse`).
@@ -231,4 +242,68 @@ pub fn stamp(batch_prefix: &[u8], base_offset: i64, leader_epoch: i32) -> [u8; M
     out[LENGTH..LEADER_EPOCH].copy_from_slice(&batch_prefix[LENGTH..LEADER_EPOCH]);
     out[LEADER_EPOCH..MAGIC].copy_from_slice(&leader_epoch.to_be_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CODECS: [(i16, Compression, &str); 5] = [
+        (0, Compression::None, "none"),
+        (1, Compression::Gzip, "gzip"),
+        (2, Compression::Snappy, "snappy"),
+        (3, Compression::Lz4, "lz4"),
+        (4, Compression::Zstd, "zstd"),
+    ];
+
+    #[test]
+    fn from_attributes_reads_each_codec_from_bits_0_to_2() {
+        for (bits, codec, _) in CODECS {
+            assert_eq!(Compression::from_attributes(bits), Ok(codec));
+            // Timestamp type, transactional and control bits do not change the codec.
+            assert_eq!(Compression::from_attributes(bits | 0x0038), Ok(codec));
+            assert_eq!(Compression::from_attributes(bits | i16::MIN), Ok(codec));
+        }
+    }
+
+    #[test]
+    fn from_attributes_rejects_codecs_5_to_7() {
+        for codec in 5u8..=7 {
+            let bits = i16::from(codec);
+            let want = Err(BatchError::UnknownCompression { codec });
+            assert_eq!(Compression::from_attributes(bits), want);
+            assert_eq!(Compression::from_attributes(bits | 0x7ff8), want);
+        }
+    }
+
+    #[test]
+    fn id_and_name_match_kafka() {
+        for (bits, codec, name) in CODECS {
+            assert_eq!((codec.id(), codec.name()), (bits, name));
+        }
+        assert_eq!(Compression::default(), Compression::None);
+    }
+
+    #[test]
+    fn compression_of_a_header_follows_its_attributes() {
+        let mut buf = [0u8; HEADER_LEN];
+        buf[LENGTH..LEADER_EPOCH].copy_from_slice(&49i32.to_be_bytes());
+        buf[MAGIC] = MAGIC_V2 as u8;
+        buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&0x0013i16.to_be_bytes());
+        let header = BatchHeader::parse(&buf).unwrap();
+        assert_eq!(header.compression(), Compression::Lz4);
+    }
+
+    #[test]
+    fn stamp_copies_the_length_and_writes_offset_and_epoch() {
+        let mut prefix = [0xaau8; MAGIC];
+        prefix[LENGTH..LEADER_EPOCH].copy_from_slice(&1234i32.to_be_bytes());
+        let stamped = stamp(&prefix, 0x0102_0304_0506_0708, -1);
+        assert_eq!(
+            stamped,
+            [
+                1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0x04, 0xd2, 0xff, 0xff, 0xff, 0xff
+            ]
+        );
+    }
 }

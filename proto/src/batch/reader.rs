@@ -79,6 +79,8 @@ impl RecordBatch {
                 pos: HEADER_LEN,
                 index: 0,
                 declared: self.header.records_count,
+                last_offset_delta: self.header.last_offset_delta,
+                prev_offset_delta: -1,
                 base_offset: self.header.base_offset,
                 base_timestamp: self.header.base_timestamp,
                 done: false,
@@ -97,6 +99,9 @@ pub struct Records {
     pos: usize,
     index: i32,
     declared: i32,
+    last_offset_delta: i32,
+    /// Offset delta of the previous record (-1 before the first).
+    prev_offset_delta: i32,
     base_offset: i64,
     base_timestamp: i64,
     done: bool,
@@ -139,6 +144,8 @@ impl Cursor<'_> {
 }
 
 impl Records {
+    /// Decodes the record at `self.pos`. A [`BatchError::MalformedRecord`] names the field
+    /// that failed and the byte where that field starts.
     fn decode_one(&mut self) -> Result<Record, BatchError> {
         let index = self.index;
         let buf: &[u8] = &self.bytes;
@@ -152,34 +159,41 @@ impl Records {
             pos: self.pos,
             end: buf.len(),
         };
-        let len = c.varint32().ok_or(fail(c.pos, RecordField::Length))?;
+        let len = c.varint32().ok_or(fail(self.pos, RecordField::Length))?;
         let len = usize::try_from(len).map_err(|_| fail(self.pos, RecordField::Length))?;
         if len > c.end - c.pos || len == 0 {
             return Err(fail(self.pos, RecordField::Length));
         }
         c.end = c.pos + len;
         c.pos += 1; // attributes: unused in v2
-        let ts_delta = c
-            .varint(10)
-            .ok_or(fail(c.pos, RecordField::TimestampDelta))?;
-        let offset_delta = c.varint32().ok_or(fail(c.pos, RecordField::OffsetDelta))?;
-        if offset_delta < index {
-            return Err(fail(c.pos, RecordField::OffsetDelta));
+        let at = c.pos;
+        let ts_delta = c.varint(10).ok_or(fail(at, RecordField::TimestampDelta))?;
+        let at = c.pos;
+        let offset_delta = c.varint32().ok_or(fail(at, RecordField::OffsetDelta))?;
+        // Offset deltas strictly increase (a compacted batch may have gaps) and stay within
+        // the batch's `lastOffsetDelta`, so every record's offset lies in the batch's range.
+        if offset_delta <= self.prev_offset_delta || offset_delta > self.last_offset_delta {
+            return Err(fail(at, RecordField::OffsetDelta));
         }
-        let key = c.nullable().ok_or(fail(c.pos, RecordField::Key))?;
-        let value = c.nullable().ok_or(fail(c.pos, RecordField::Value))?;
-        let n_headers = c.varint32().ok_or(fail(c.pos, RecordField::HeaderCount))?;
+        let at = c.pos;
+        let key = c.nullable().ok_or(fail(at, RecordField::Key))?;
+        let at = c.pos;
+        let value = c.nullable().ok_or(fail(at, RecordField::Value))?;
+        let at = c.pos;
+        let n_headers = c.varint32().ok_or(fail(at, RecordField::HeaderCount))?;
         // Each header takes at least two bytes, which bounds the allocation below.
         if n_headers < 0 || n_headers as usize > (c.end - c.pos) / 2 {
-            return Err(fail(c.pos, RecordField::HeaderCount));
+            return Err(fail(at, RecordField::HeaderCount));
         }
         let mut headers = Vec::with_capacity(n_headers as usize);
         for _ in 0..n_headers {
+            let at = c.pos;
             let k = match c.nullable() {
                 Some(Some(k)) => k,
-                _ => return Err(fail(c.pos, RecordField::HeaderKey)),
+                _ => return Err(fail(at, RecordField::HeaderKey)),
             };
-            let v = c.nullable().ok_or(fail(c.pos, RecordField::HeaderValue))?;
+            let at = c.pos;
+            let v = c.nullable().ok_or(fail(at, RecordField::HeaderValue))?;
             headers.push(Header {
                 key: self.bytes.slice(k.0..k.1),
                 value: v.map(|(s, e)| self.bytes.slice(s..e)),
@@ -189,8 +203,10 @@ impl Records {
             return Err(fail(c.pos, RecordField::TrailingBytes));
         }
         self.pos = c.end;
+        self.prev_offset_delta = offset_delta;
         Ok(Record {
-            offset: self.base_offset + offset_delta as i64,
+            // The base offset sits outside the CRC: a corrupt one must not overflow.
+            offset: self.base_offset.wrapping_add(offset_delta as i64),
             timestamp: self.base_timestamp.wrapping_add(ts_delta),
             key: key.map(|(s, e)| self.bytes.slice(s..e)),
             value: value.map(|(s, e)| self.bytes.slice(s..e)),
