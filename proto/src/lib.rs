@@ -5,10 +5,17 @@
 //!   zero-copy reader over [`bytes::Bytes`], header validation with CRC-32.
 //! - [`types`]: newtypes for the positions every part agrees on ([`Offset`], [`LeaderEpoch`]).
 //!
-//! The gRPC API (package `brook.v1`) joins this crate with the broker issue.
+//! - [`v1`]: the gRPC API (package `brook.v1`, from `brook/v1/broker.proto`): prost messages
+//!   and tonic clients and servers for the `Broker` and `Admin` services.
 
 pub mod batch;
 pub mod types;
+
+/// The gRPC API, generated from `brook/v1/broker.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("brook.v1");
+}
 
 pub use batch::{
     BatchBuilder, BatchError, BatchHeader, Batches, Compression, Header, Record, RecordBatch,
