@@ -3,8 +3,14 @@
 //! Layout: folders name concepts.
 //! - [`log`]: one partition's storage: segment files, offset and time indexes, crash
 //!   recovery, retention, flush policies.
+//! - [`partition`]: topics and partitions on this broker (`topics.json`, admin operations).
+//! - [`server`]: the gRPC services (`Broker`, `Admin`, health), HTTP health and metrics,
+//!   retention scheduling, graceful shutdown.
+//! - [`config`]: the broker's configuration (TOML file, `BROOK_<SECTION>_<KEY>` overrides).
 //!
-//! Partitions, replication, the controller, consumer groups and the gRPC server join as their
-//! issues land (see DESIGN.md in the project's shared notes and `docs/`).
+//! Replication, the controller and consumer groups join as their issues land.
 
+pub mod config;
 pub mod log;
+pub mod partition;
+pub mod server;

@@ -35,7 +35,7 @@ pub struct AppendInfo {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub dir: PathBuf,
-    pub config: LogConfig,
+    config: RwLock<Arc<LogConfig>>,
     pub clock: Arc<dyn Clock>,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     pub start: AtomicI64,
@@ -45,6 +45,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The configuration in force (it can change while the log is open).
+    pub(crate) fn config(&self) -> Arc<LogConfig> {
+        self.config.read().clone()
+    }
+
     /// A snapshot of the segment list, oldest first; the last is the active segment.
     pub(crate) fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
         self.segments.read().clone()
@@ -128,7 +133,7 @@ impl Log {
         let (end_tx, _) = watch::channel(end);
         let shared = Arc::new(Shared {
             dir: dir.clone(),
-            config,
+            config: RwLock::new(Arc::new(config)),
             clock,
             segments: RwLock::new(Arc::new(recovered.segments)),
             start: AtomicI64::new(start),
@@ -191,8 +196,17 @@ impl Log {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &LogConfig {
-        &self.shared().config
+    pub fn config(&self) -> Arc<LogConfig> {
+        self.shared().config()
+    }
+
+    /// Replaces the configuration. Takes effect at the writer's next decision: size and age
+    /// limits at the next append, the flush policy at the next group, retention at the next
+    /// pass; index sizes when the next segment is created.
+    pub fn update_config(&self, config: LogConfig) -> Result<(), LogError> {
+        config.validate()?;
+        *self.shared().config.write() = Arc::new(config);
+        Ok(())
     }
 
     /// Appends one batch as a producer built it: validates it (size limit, length, magic,

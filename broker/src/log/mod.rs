@@ -37,6 +37,7 @@ mod recovery;
 pub mod retention;
 mod segment;
 mod time_index;
+pub mod topic_config;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -48,6 +49,7 @@ pub use log_config::{
 };
 pub use offset_index::{IndexEntry, OFFSET_ENTRY_SIZE, OffsetIndex};
 pub use recovery::CHECKPOINT_FILE;
+pub(crate) use recovery::write_atomically;
 pub use retention::RetentionOutcome;
 pub use segment::{Segment, TimestampOffset, log_file_name};
 pub use time_index::{TIME_ENTRY_SIZE, TimeEntry, TimeIndex};

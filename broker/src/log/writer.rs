@@ -177,7 +177,7 @@ impl Writer {
 
     /// How long the loop may wait for a command before an interval flush is due.
     fn flush_wait(&self) -> Option<Duration> {
-        match self.shared.config.flush {
+        match self.shared.config().flush {
             FlushPolicy::Interval(d) if self.unflushed => {
                 let since = self.now().saturating_sub(self.last_flush_ms).max(0) as u128;
                 // Re-read the clock at least every MAX_FLUSH_WAIT: robust to clock jumps, and
@@ -193,7 +193,7 @@ impl Writer {
     }
 
     fn flush_if_due(&mut self) {
-        if let FlushPolicy::Interval(d) = self.shared.config.flush
+        if let FlushPolicy::Interval(d) = self.shared.config().flush
             && self.unflushed
             && self.now().saturating_sub(self.last_flush_ms) >= d.as_millis() as i64
             && let Err(e) = self.flush()
@@ -207,7 +207,7 @@ impl Writer {
         if size == 0 {
             return false;
         }
-        let config = &self.shared.config;
+        let config = self.shared.config();
         if size + h.total_size() as u64 > config.segment_bytes {
             return true;
         }
@@ -295,7 +295,7 @@ impl Writer {
                 }),
             ));
         }
-        match self.shared.config.flush {
+        match self.shared.config().flush {
             FlushPolicy::Always => {
                 if let Err(e) = self.flush() {
                     let msg = e.to_string();
@@ -391,7 +391,10 @@ impl Writer {
         }
         let end = self.indexer.next_offset;
         if self.unflushed {
-            if let Err(source) = self.active.file().sync_data() {
+            let started = std::time::Instant::now();
+            let synced = self.active.file().sync_data();
+            metrics::histogram!("brook_log_fsync_seconds").record(started.elapsed().as_secs_f64());
+            if let Err(source) = synced {
                 return Err(self.fail(LogError::Io {
                     op: "fsync",
                     path: self.active.path().to_path_buf(),
@@ -463,7 +466,7 @@ impl Writer {
         let (segment, indexer) = create_segment(
             &self.shared.dir,
             self.indexer.next_offset,
-            &self.shared.config,
+            &self.shared.config(),
         )?;
         let segment = Arc::new(segment);
         self.shared
@@ -509,7 +512,7 @@ impl Writer {
             for seg in segments.iter().rev() {
                 remove_segment_files(&dir, seg.base_offset())?;
             }
-            let (segment, indexer) = create_segment(&dir, target, &self.shared.config)?;
+            let (segment, indexer) = create_segment(&dir, target, &self.shared.config())?;
             return Ok(self.replace_tail(0, segment, indexer, true));
         }
         let i = segments.partition_point(|s| s.base_offset() <= target) - 1;
@@ -552,7 +555,7 @@ impl Writer {
                 .map_err(LogError::io("truncate", &log))?;
             seg.file().sync_all().map_err(LogError::io("fsync", &log))?;
         }
-        let (segment, indexer) = open_active(&dir, seg.base_offset(), &self.shared.config, keep)?;
+        let (segment, indexer) = open_active(&dir, seg.base_offset(), &self.shared.config(), keep)?;
         debug_assert_eq!(indexer.next_offset, header.base_offset);
         Ok(self.replace_tail(i, segment, indexer, false))
     }
@@ -596,7 +599,7 @@ impl Writer {
             })
             .collect();
         let total: u64 = segments.iter().map(|s| s.size()).sum();
-        let n = segments_to_delete(&metas, total, &self.shared.config, self.now());
+        let n = segments_to_delete(&metas, total, &self.shared.config(), self.now());
         let start = segments[n].base_offset();
         if n == 0 {
             return Ok(RetentionOutcome {

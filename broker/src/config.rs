@@ -1,0 +1,1089 @@
+//! The broker's configuration: one serde tree with documented defaults, read from a TOML file,
+//! overridden by environment variables, then validated.
+//!
+//! Precedence, lowest first: the defaults below, the TOML file, `BROOK_<SECTION>_<KEY>`
+//! environment variables ([`BrokerConfig::load`]). The binary applies its command-line flags to
+//! the loaded value and calls [`BrokerConfig::validate`] again.
+//!
+//! `broker/brook-broker.example.toml` lists every key with its default and what it does; a
+//! unit test keeps it equal to [`BrokerConfig::default`].
+//!
+//! In the `[log]` section `segment_ms`, `retention_ms` and `retention_bytes` take `-1` for
+//! "unlimited" (Kafka's convention, also used by the topic configs), since TOML has no null.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::log::{ConfigError, LogConfig};
+
+/// The sections of the file, which are also the `<SECTION>` of an environment override.
+const SECTIONS: [&str; 4] = ["server", "log", "retention", "logging"];
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "BROOK_";
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+const GIB: usize = 1024 * MIB;
+/// Longest timeout or wait any setting accepts: one hour.
+const HOUR_MS: u64 = 3_600_000;
+
+/// Everything the broker reads at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Identity, listeners, request limits and timeouts.
+    pub server: ServerConfig,
+    /// Storage settings of new topics, unless their topic configs override them.
+    #[serde(with = "log_section")]
+    pub log: LogConfig,
+    /// The background retention task.
+    pub retention: RetentionConfig,
+    /// The broker's own diagnostic output (tracing).
+    pub logging: LoggingConfig,
+}
+
+/// Identity, listeners, request limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// This broker's id in the cluster, unique among the brokers (default 1; 0..=2^31-1).
+    pub node_id: i32,
+    /// gRPC listener (default `127.0.0.1:7400`).
+    pub listen: SocketAddr,
+    /// HTTP listener for `/health`, `/ready` and `/metrics` (default `127.0.0.1:7401`).
+    pub http_listen: SocketAddr,
+    /// Root of the partition directories and broker metadata (default `./data`).
+    pub data_dir: PathBuf,
+    /// Largest gRPC request accepted (default 16 MiB; 1 KiB..=1 GiB). At least
+    /// `log.max_batch_bytes`, or the largest batch could never be produced.
+    pub max_request_bytes: usize,
+    /// Client connections served at once (default 1024; 1..=100 000).
+    pub max_connections: usize,
+    /// Partitions of a topic created without a count, e.g. by the command-line tool
+    /// (default 1; 1..=10 000, at most `max_partitions_per_topic`).
+    pub default_partitions: u32,
+    /// Most partitions one topic may have (default 10 000; 1..=100 000).
+    pub max_partitions_per_topic: u32,
+    /// Most bytes one fetch response carries over all its partitions (Kafka
+    /// `fetch.max.bytes`; default 50 MiB; 1 KiB..=1 GiB). A first batch larger than this is
+    /// still returned whole so consumers make progress.
+    pub fetch_max_bytes: usize,
+    /// Most bytes one fetch response carries per partition (Kafka
+    /// `max.partition.fetch.bytes`; default 1 MiB; 1 KiB..=1 GiB).
+    pub fetch_partition_max_bytes: usize,
+    /// Cap on a fetch's `max_wait_ms` (default 30 000; 0..=3 600 000). 0: fetches never wait.
+    pub max_fetch_wait_ms: u64,
+    /// How long a produce waits for its acknowledgements (acks=all) before failing with a
+    /// timeout (default 30 000; 1..=3 600 000).
+    pub produce_timeout_ms: u64,
+    /// How long a graceful shutdown waits for in-flight requests before closing them
+    /// (default 30 000; 0..=3 600 000).
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            node_id: 1,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 7401)),
+            data_dir: PathBuf::from("./data"),
+            max_request_bytes: 16 * MIB,
+            max_connections: 1024,
+            default_partitions: 1,
+            max_partitions_per_topic: 10_000,
+            fetch_max_bytes: 50 * MIB,
+            fetch_partition_max_bytes: MIB,
+            max_fetch_wait_ms: 30_000,
+            produce_timeout_ms: 30_000,
+            shutdown_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// The background retention task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How often every log is checked for segments to delete (Kafka
+    /// `log.retention.check.interval.ms`; default 300 000; 100..=86 400 000).
+    pub check_interval_ms: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            check_interval_ms: 300_000,
+        }
+    }
+}
+
+/// The broker's own diagnostic output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Line format on standard error.
+    pub format: LogFormat,
+    /// Which events to emit: a `tracing_subscriber::EnvFilter` directive string such as
+    /// `info` or `info,brook_broker::log=debug` (default `info`).
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// Line format of the broker's diagnostic output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (`text`).
+    #[default]
+    Text,
+    /// One JSON object per line (`json`), for log collectors.
+    Json,
+}
+
+/// Why a configuration cannot be loaded or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not TOML, has an unknown key, or a value of the wrong type or
+    /// form. toml's error gives the line, column and key.
+    #[error("config file {} is invalid: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The parse or deserialization error (boxed: it is large).
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A `BROOK_<SECTION>_<KEY>` variable whose section exists but has no such key.
+    #[error(
+        "environment variable {variable} sets no setting: [{section}] has no key {key:?} (keys: {})",
+        known.join(", ")
+    )]
+    UnknownEnvKey {
+        /// The variable's name.
+        variable: String,
+        /// The section it names.
+        section: &'static str,
+        /// The key it names, lowercased.
+        key: String,
+        /// The keys of the section.
+        known: Vec<String>,
+    },
+    /// A `BROOK_<SECTION>_<KEY>` variable whose value does not fit the setting.
+    #[error("environment variable {variable}={value:?} is invalid: {source}")]
+    EnvValue {
+        /// The variable's name.
+        variable: String,
+        /// Its value.
+        value: String,
+        /// The deserialization error (boxed: it is large).
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A numeric setting outside `[min, max]`.
+    #[error("{name} = {value} is out of range: must be between {min} and {max}")]
+    OutOfRange {
+        /// The setting, `section.key`.
+        name: &'static str,
+        /// The value given.
+        value: i128,
+        /// Smallest allowed value.
+        min: i128,
+        /// Largest allowed value.
+        max: i128,
+    },
+    /// An invalid `[log]` setting.
+    #[error("[log] {source}")]
+    Log {
+        /// What is wrong with it.
+        #[source]
+        source: ConfigError,
+    },
+    /// The gRPC and HTTP listeners would bind the same port.
+    #[error(
+        "server.listen = {listen} and server.http_listen = {http_listen} would bind the same port: give each its own (or port 0)"
+    )]
+    ListenConflict {
+        /// The gRPC listener.
+        listen: SocketAddr,
+        /// The HTTP listener.
+        http_listen: SocketAddr,
+    },
+    /// The default partition count is above the per-topic maximum.
+    #[error(
+        "server.default_partitions = {default_partitions} is above server.max_partitions_per_topic = {max_partitions_per_topic}"
+    )]
+    DefaultPartitionsAboveMax {
+        /// `server.default_partitions`.
+        default_partitions: u32,
+        /// `server.max_partitions_per_topic`.
+        max_partitions_per_topic: u32,
+    },
+    /// A produce request could never carry the largest batch the logs accept.
+    #[error(
+        "server.max_request_bytes = {max_request_bytes} is below log.max_batch_bytes = {max_batch_bytes}: a request could never carry the largest batch"
+    )]
+    RequestBelowBatch {
+        /// `server.max_request_bytes`.
+        max_request_bytes: usize,
+        /// `log.max_batch_bytes`.
+        max_batch_bytes: u32,
+    },
+    /// `logging.level` is not a valid filter directive string.
+    #[error("logging.level = {value:?} is not a valid filter: {source}")]
+    LoggingLevel {
+        /// The value given.
+        value: String,
+        /// Why `EnvFilter` rejected it.
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+}
+
+fn check(name: &'static str, value: i128, min: i128, max: i128) -> Result<(), BrokerConfigError> {
+    if value < min || value > max {
+        return Err(BrokerConfigError::OutOfRange {
+            name,
+            value,
+            min,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Both listeners would bind the same port: same port (not 0) on the same address, or on
+/// overlapping ones (a wildcard address covers every specific one).
+fn listeners_conflict(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+impl BrokerConfig {
+    /// Reads the TOML file at `path` (if any) over the defaults, applies the environment
+    /// overrides in `env` (pass `std::env::vars()`), and validates the result.
+    ///
+    /// An override is a variable `BROOK_<SECTION>_<KEY>`: SECTION is `SERVER`, `LOG`,
+    /// `RETENTION` or `LOGGING` (any case) and KEY, lowercased, is a key of that section, e.g.
+    /// `BROOK_SERVER_MAX_REQUEST_BYTES=1048576` or `BROOK_LOG_FLUSH=always`. The value is
+    /// taken as written for string settings and parsed as a TOML value (number, boolean)
+    /// otherwise. Other `BROOK_` variables (`BROOK_BOOTSTRAP`, `BROOK_TEST_SEED`) are not
+    /// configuration and are ignored; an unknown KEY in one of the four sections is an error.
+    /// Overrides apply in the order of their names.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<BrokerConfig, BrokerConfigError> {
+        let mut table = match path {
+            Some(path) => read_file(path)?,
+            None => toml::Table::new(),
+        };
+        let defaults = default_table();
+        let mut overrides = Vec::new();
+        for (variable, value) in env {
+            if let Some(found) = EnvOverride::parse(variable, value, &defaults)? {
+                overrides.push(found);
+            }
+        }
+        overrides.sort_by(|a, b| a.variable.cmp(&b.variable));
+
+        for o in &overrides {
+            let section = table
+                .entry(o.section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            // The file was checked to deserialize, so every present section is a table.
+            if let toml::Value::Table(section) = section {
+                section.insert(o.key.clone(), o.parsed.clone());
+            }
+            // One at a time, so a value that does not fit is blamed on its variable.
+            BrokerConfig::deserialize(table.clone()).map_err(|source| {
+                BrokerConfigError::EnvValue {
+                    variable: o.variable.clone(),
+                    value: o.raw.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        }
+        let config = BrokerConfig::deserialize(table)
+            .expect("the file and each override were checked above");
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every setting against its range, and the settings that must agree.
+    pub fn validate(&self) -> Result<(), BrokerConfigError> {
+        let s = &self.server;
+        let (kib, gib, hour) = (KIB as i128, GIB as i128, i128::from(HOUR_MS));
+        let retention = self.retention.check_interval_ms.into();
+        #[rustfmt::skip]
+        let ranges: [(&'static str, i128, i128, i128); 11] = [
+            ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
+            ("server.max_request_bytes", s.max_request_bytes as i128, kib, gib),
+            ("server.max_connections", s.max_connections as i128, 1, 100_000),
+            ("server.default_partitions", s.default_partitions.into(), 1, 10_000),
+            ("server.max_partitions_per_topic", s.max_partitions_per_topic.into(), 1, 100_000),
+            ("server.fetch_max_bytes", s.fetch_max_bytes as i128, kib, gib),
+            ("server.fetch_partition_max_bytes", s.fetch_partition_max_bytes as i128, kib, gib),
+            ("server.max_fetch_wait_ms", s.max_fetch_wait_ms.into(), 0, hour),
+            ("server.produce_timeout_ms", s.produce_timeout_ms.into(), 1, hour),
+            ("server.shutdown_timeout_ms", s.shutdown_timeout_ms.into(), 0, hour),
+            ("retention.check_interval_ms", retention, 100, 86_400_000),
+        ];
+        for (name, value, min, max) in ranges {
+            check(name, value, min, max)?;
+        }
+        self.log
+            .validate()
+            .map_err(|source| BrokerConfigError::Log { source })?;
+
+        if listeners_conflict(s.listen, s.http_listen) {
+            return Err(BrokerConfigError::ListenConflict {
+                listen: s.listen,
+                http_listen: s.http_listen,
+            });
+        }
+        if s.default_partitions > s.max_partitions_per_topic {
+            return Err(BrokerConfigError::DefaultPartitionsAboveMax {
+                default_partitions: s.default_partitions,
+                max_partitions_per_topic: s.max_partitions_per_topic,
+            });
+        }
+        if s.max_request_bytes < self.log.max_batch_bytes as usize {
+            return Err(BrokerConfigError::RequestBelowBatch {
+                max_request_bytes: s.max_request_bytes,
+                max_batch_bytes: self.log.max_batch_bytes,
+            });
+        }
+        if let Err(source) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
+            return Err(BrokerConfigError::LoggingLevel {
+                value: self.logging.level.clone(),
+                source,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks the file; returns it as a table for the overrides to merge into.
+fn read_file(path: &Path) -> Result<toml::Table, BrokerConfigError> {
+    let file_error = |source| BrokerConfigError::File {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| BrokerConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Deserializing from the text (rather than from the table) keeps line and column in the
+    // errors for unknown keys and bad values.
+    toml::from_str::<BrokerConfig>(&text).map_err(file_error)?;
+    toml::from_str::<toml::Table>(&text).map_err(file_error)
+}
+
+/// The defaults as a TOML table: the sections and keys that exist, and each key's type.
+fn default_table() -> toml::Table {
+    toml::Table::try_from(BrokerConfig::default()).expect("the defaults serialize to TOML")
+}
+
+/// One `BROOK_<SECTION>_<KEY>` variable.
+struct EnvOverride {
+    variable: String,
+    raw: String,
+    section: &'static str,
+    key: String,
+    parsed: toml::Value,
+}
+
+impl EnvOverride {
+    /// `None` for a variable that is not configuration.
+    fn parse(
+        variable: String,
+        raw: String,
+        defaults: &toml::Table,
+    ) -> Result<Option<EnvOverride>, BrokerConfigError> {
+        let Some(rest) = variable.strip_prefix(ENV_PREFIX) else {
+            return Ok(None);
+        };
+        let Some((section, key)) = rest.split_once('_') else {
+            return Ok(None);
+        };
+        let Some(section) = SECTIONS
+            .into_iter()
+            .find(|s| s.eq_ignore_ascii_case(section))
+        else {
+            return Ok(None);
+        };
+        let key = key.to_ascii_lowercase();
+        let keys = defaults
+            .get(section)
+            .and_then(toml::Value::as_table)
+            .expect("every section has a default table");
+        let Some(default) = keys.get(&key) else {
+            return Err(BrokerConfigError::UnknownEnvKey {
+                variable,
+                section,
+                key,
+                known: keys.keys().cloned().collect(),
+            });
+        };
+        let parsed = if default.is_str() {
+            toml::Value::String(raw.clone())
+        } else {
+            // Not TOML (e.g. `abc` for a number): keep the text, so the type error that
+            // follows shows the value.
+            raw.parse::<toml::Value>()
+                .unwrap_or_else(|_| toml::Value::String(raw.clone()))
+        };
+        Ok(Some(EnvOverride {
+            variable,
+            raw,
+            section,
+            key,
+            parsed,
+        }))
+    }
+}
+
+/// The `[log]` section: [`LogConfig`] with `-1` for the settings that can be unlimited.
+mod log_section {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::log::{FlushPolicy, LogConfig};
+
+    /// Mirrors [`LogConfig`]; the conversions name every field, so a field added there fails
+    /// to compile here until it is added.
+    #[derive(Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct LogSection {
+        segment_bytes: u64,
+        segment_ms: Unlimited,
+        index_interval_bytes: u32,
+        max_index_bytes: u32,
+        retention_bytes: Unlimited,
+        retention_ms: Unlimited,
+        flush: FlushPolicy,
+        max_batch_bytes: u32,
+    }
+
+    impl Default for LogSection {
+        fn default() -> Self {
+            LogSection::from(&LogConfig::default())
+        }
+    }
+
+    impl From<&LogConfig> for LogSection {
+        fn from(c: &LogConfig) -> Self {
+            let LogConfig {
+                segment_bytes,
+                segment_ms,
+                index_interval_bytes,
+                max_index_bytes,
+                retention_bytes,
+                retention_ms,
+                flush,
+                max_batch_bytes,
+            } = *c;
+            LogSection {
+                segment_bytes,
+                segment_ms: Unlimited(segment_ms),
+                index_interval_bytes,
+                max_index_bytes,
+                retention_bytes: Unlimited(retention_bytes),
+                retention_ms: Unlimited(retention_ms),
+                flush,
+                max_batch_bytes,
+            }
+        }
+    }
+
+    impl From<LogSection> for LogConfig {
+        fn from(s: LogSection) -> Self {
+            LogConfig {
+                segment_bytes: s.segment_bytes,
+                segment_ms: s.segment_ms.0,
+                index_interval_bytes: s.index_interval_bytes,
+                max_index_bytes: s.max_index_bytes,
+                retention_bytes: s.retention_bytes.0,
+                retention_ms: s.retention_ms.0,
+                flush: s.flush,
+                max_batch_bytes: s.max_batch_bytes,
+            }
+        }
+    }
+
+    /// `None` is written `-1`.
+    #[derive(Clone, Copy)]
+    struct Unlimited(Option<u64>);
+
+    impl Serialize for Unlimited {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                None => s.serialize_i64(-1),
+                Some(v) => s.serialize_u64(v),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Unlimited {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            match i64::deserialize(d)? {
+                -1 => Ok(Unlimited(None)),
+                v if v >= 0 => Ok(Unlimited(Some(v as u64))),
+                v => Err(serde::de::Error::custom(format!(
+                    "{v} is invalid: use -1 for unlimited or a number from 0"
+                ))),
+            }
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(config: &LogConfig, s: S) -> Result<S::Ok, S::Error> {
+        LogSection::from(config).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LogConfig, D::Error> {
+        LogSection::deserialize(d).map(LogConfig::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::log::FlushPolicy;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    /// The error's message without toml's source excerpt.
+    fn toml_message(err: &toml::de::Error) -> &str {
+        err.message()
+    }
+
+    /// 1-based line of a toml error in `text`.
+    fn line_of(err: &toml::de::Error, text: &str) -> usize {
+        let span = err.span().expect("error has a position");
+        text[..span.start].matches('\n').count() + 1
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let config = BrokerConfig::load(None, no_env()).unwrap();
+        assert_eq!(config, BrokerConfig::default());
+        assert_eq!(config.server.node_id, 1);
+        assert_eq!(config.server.listen, "127.0.0.1:7400".parse().unwrap());
+        assert_eq!(config.server.http_listen, "127.0.0.1:7401".parse().unwrap());
+        assert_eq!(config.server.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.server.max_request_bytes, 16 << 20);
+        assert_eq!(config.server.max_connections, 1024);
+        assert_eq!(config.server.default_partitions, 1);
+        assert_eq!(config.server.max_partitions_per_topic, 10_000);
+        assert_eq!(config.server.fetch_max_bytes, 50 << 20);
+        assert_eq!(config.server.fetch_partition_max_bytes, 1 << 20);
+        assert_eq!(config.server.max_fetch_wait_ms, 30_000);
+        assert_eq!(config.server.produce_timeout_ms, 30_000);
+        assert_eq!(config.server.shutdown_timeout_ms, 30_000);
+        assert_eq!(config.retention.check_interval_ms, 300_000);
+        assert_eq!(config.logging.format, LogFormat::Text);
+        assert_eq!(config.logging.level, "info");
+        assert_eq!(config.log, LogConfig::default());
+    }
+
+    #[test]
+    fn example_file_equals_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("brook-broker.example.toml");
+        let config = BrokerConfig::load(Some(&path), no_env()).unwrap();
+        assert_eq!(config, BrokerConfig::default());
+        // Every key of the defaults appears in the example, uncommented.
+        let example: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(example, default_table());
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = toml::to_string(&BrokerConfig::default()).unwrap();
+        let back: BrokerConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, BrokerConfig::default());
+    }
+
+    const FULL: &str = r#"
+[server]
+node_id = 7
+listen = "0.0.0.0:9400"
+http_listen = "0.0.0.0:9401"
+data_dir = "/var/lib/brook"
+max_request_bytes = 33554432
+max_connections = 500
+default_partitions = 3
+max_partitions_per_topic = 64
+fetch_max_bytes = 10485760
+fetch_partition_max_bytes = 2097152
+max_fetch_wait_ms = 1000
+produce_timeout_ms = 5000
+shutdown_timeout_ms = 0
+
+[log]
+segment_bytes = 1048576
+segment_ms = -1
+index_interval_bytes = 1024
+max_index_bytes = 65536
+retention_bytes = 1073741824
+retention_ms = -1
+flush = "interval:50"
+max_batch_bytes = 4194304
+
+[retention]
+check_interval_ms = 1000
+
+[logging]
+format = "json"
+level = "warn,brook_broker=debug"
+"#;
+
+    fn full_config() -> BrokerConfig {
+        BrokerConfig {
+            server: ServerConfig {
+                node_id: 7,
+                listen: "0.0.0.0:9400".parse().unwrap(),
+                http_listen: "0.0.0.0:9401".parse().unwrap(),
+                data_dir: PathBuf::from("/var/lib/brook"),
+                max_request_bytes: 32 << 20,
+                max_connections: 500,
+                default_partitions: 3,
+                max_partitions_per_topic: 64,
+                fetch_max_bytes: 10 << 20,
+                fetch_partition_max_bytes: 2 << 20,
+                max_fetch_wait_ms: 1000,
+                produce_timeout_ms: 5000,
+                shutdown_timeout_ms: 0,
+            },
+            log: LogConfig {
+                segment_bytes: 1 << 20,
+                segment_ms: None,
+                index_interval_bytes: 1024,
+                max_index_bytes: 65536,
+                retention_bytes: Some(1 << 30),
+                retention_ms: None,
+                flush: FlushPolicy::Interval(Duration::from_millis(50)),
+                max_batch_bytes: 4 << 20,
+            },
+            retention: RetentionConfig {
+                check_interval_ms: 1000,
+            },
+            logging: LoggingConfig {
+                format: LogFormat::Json,
+                level: "warn,brook_broker=debug".to_string(),
+            },
+        }
+    }
+
+    #[test]
+    fn full_file_sets_every_key() {
+        let f = file(FULL);
+        let config = BrokerConfig::load(Some(f.path()), no_env()).unwrap();
+        assert_eq!(config, full_config());
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults_for_the_rest() {
+        let f = file("[server]\nnode_id = 3\n[log]\nflush = \"always\"\n");
+        let config = BrokerConfig::load(Some(f.path()), no_env()).unwrap();
+        let mut expected = BrokerConfig::default();
+        expected.server.node_id = 3;
+        expected.log.flush = FlushPolicy::Always;
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn env_overrides_beat_the_file() {
+        let f = file(FULL);
+        let vars = env(&[
+            ("BROOK_SERVER_MAX_REQUEST_BYTES", "8388608"),
+            ("BROOK_SERVER_LISTEN", "127.0.0.1:0"),
+            ("BROOK_SERVER_DATA_DIR", "2024"),
+            ("brook_server_node_id", "99"), // not BROOK_: not configuration
+            ("BROOK_log_Flush", "always"),
+            ("BROOK_LOG_RETENTION_MS", "3600000"),
+            ("BROOK_LOG_SEGMENT_MS", "-1"),
+            ("BROOK_RETENTION_CHECK_INTERVAL_MS", "100"),
+            ("BROOK_LOGGING_FORMAT", "text"),
+            ("BROOK_LOGGING_LEVEL", "debug"),
+            ("BROOK_BOOTSTRAP", "localhost:7400"),
+            ("BROOK_TEST_SEED", "42"),
+            ("BROOK_LOG", "ignored"),
+            ("PATH", "/usr/bin"),
+        ]);
+        let config = BrokerConfig::load(Some(f.path()), vars).unwrap();
+        let mut expected = full_config();
+        expected.server.max_request_bytes = 8 << 20;
+        expected.server.listen = "127.0.0.1:0".parse().unwrap();
+        expected.server.data_dir = PathBuf::from("2024");
+        expected.log.flush = FlushPolicy::Always;
+        expected.log.retention_ms = Some(3_600_000);
+        expected.log.segment_ms = None;
+        expected.retention.check_interval_ms = 100;
+        expected.logging.format = LogFormat::Text;
+        expected.logging.level = "debug".to_string();
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn env_overrides_apply_without_a_file() {
+        let vars = env(&[("BROOK_SERVER_NODE_ID", "5")]);
+        let config = BrokerConfig::load(None, vars).unwrap();
+        let mut expected = BrokerConfig::default();
+        expected.server.node_id = 5;
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.toml");
+        let err = BrokerConfig::load(Some(&path), no_env()).unwrap_err();
+        let BrokerConfigError::Read { path: p, source } = &err else {
+            panic!("expected Read, got {err:?}");
+        };
+        assert_eq!(p, &path);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot read config file {}: ", path.display()))
+        );
+    }
+
+    #[test]
+    fn malformed_toml_names_file_and_line() {
+        let text = "[server]\nnode_id = 1\nlisten = \"127.0.0.1:7400\n";
+        let f = file(text);
+        let err = BrokerConfig::load(Some(f.path()), no_env()).unwrap_err();
+        let BrokerConfigError::File { path, source } = &err else {
+            panic!("expected File, got {err:?}");
+        };
+        assert_eq!(path, f.path());
+        assert_eq!(line_of(source, text), 3);
+        assert_eq!(toml_message(source), "invalid basic string, expected `\"`");
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "config file {} is invalid: TOML parse error at line 3, column",
+                f.path().display()
+            )),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_file_names_key_and_line() {
+        let text = "[server]\nnode_id = 1\nnope = 2\n";
+        let f = file(text);
+        let err = BrokerConfig::load(Some(f.path()), no_env()).unwrap_err();
+        let BrokerConfigError::File { path, source } = &err else {
+            panic!("expected File, got {err:?}");
+        };
+        assert_eq!(path, f.path());
+        assert_eq!(line_of(source, text), 3);
+        assert_eq!(
+            toml_message(source),
+            "unknown field `nope`, expected one of `node_id`, `listen`, `http_listen`, \
+             `data_dir`, `max_request_bytes`, `max_connections`, `default_partitions`, \
+             `max_partitions_per_topic`, `fetch_max_bytes`, `fetch_partition_max_bytes`, \
+             `max_fetch_wait_ms`, `produce_timeout_ms`, `shutdown_timeout_ms`"
+        );
+    }
+
+    #[test]
+    fn unknown_section_in_file_is_an_error() {
+        let text = "[servre]\nnode_id = 1\n";
+        let f = file(text);
+        let err = BrokerConfig::load(Some(f.path()), no_env()).unwrap_err();
+        let BrokerConfigError::File { source, .. } = &err else {
+            panic!("expected File, got {err:?}");
+        };
+        assert_eq!(line_of(source, text), 1);
+        assert_eq!(
+            toml_message(source),
+            "unknown field `servre`, expected one of `server`, `log`, `retention`, `logging`"
+        );
+    }
+
+    #[test]
+    fn out_of_range_value_is_an_exact_error() {
+        let f = file("[server]\nmax_request_bytes = 10\n");
+        let err = BrokerConfig::load(Some(f.path()), no_env()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BrokerConfigError::OutOfRange {
+                    name: "server.max_request_bytes",
+                    value: 10,
+                    min: 1024,
+                    max: 1073741824,
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "server.max_request_bytes = 10 is out of range: must be between 1024 and 1073741824"
+        );
+    }
+
+    #[test]
+    fn negative_node_id_is_out_of_range() {
+        let err = BrokerConfig::load(None, env(&[("BROOK_SERVER_NODE_ID", "-1")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "server.node_id = -1 is out of range: must be between 0 and 2147483647"
+        );
+    }
+
+    #[test]
+    fn every_range_is_checked() {
+        type Mutation = fn(&mut BrokerConfig);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                |c| c.server.max_connections = 0,
+                "server.max_connections = 0 is out of range: must be between 1 and 100000",
+            ),
+            (
+                |c| c.server.default_partitions = 10_001,
+                "server.default_partitions = 10001 is out of range: must be between 1 and 10000",
+            ),
+            (
+                |c| c.server.max_partitions_per_topic = 0,
+                "server.max_partitions_per_topic = 0 is out of range: must be between 1 and 100000",
+            ),
+            (
+                |c| c.server.fetch_max_bytes = (1 << 30) + 1,
+                "server.fetch_max_bytes = 1073741825 is out of range: must be between 1024 and 1073741824",
+            ),
+            (
+                |c| c.server.fetch_partition_max_bytes = 1023,
+                "server.fetch_partition_max_bytes = 1023 is out of range: must be between 1024 and 1073741824",
+            ),
+            (
+                |c| c.server.max_fetch_wait_ms = 3_600_001,
+                "server.max_fetch_wait_ms = 3600001 is out of range: must be between 0 and 3600000",
+            ),
+            (
+                |c| c.server.produce_timeout_ms = 0,
+                "server.produce_timeout_ms = 0 is out of range: must be between 1 and 3600000",
+            ),
+            (
+                |c| c.server.shutdown_timeout_ms = 3_600_001,
+                "server.shutdown_timeout_ms = 3600001 is out of range: must be between 0 and 3600000",
+            ),
+            (
+                |c| c.retention.check_interval_ms = 99,
+                "retention.check_interval_ms = 99 is out of range: must be between 100 and 86400000",
+            ),
+            (
+                |c| c.log.segment_bytes = 10,
+                "[log] segment_bytes = 10 is out of range: must be between 1024 and 2147483648",
+            ),
+            (
+                |c| c.server.default_partitions = 65,
+                "server.default_partitions = 65 is above server.max_partitions_per_topic = 64",
+            ),
+            (
+                |c| c.server.max_request_bytes = 4 << 20,
+                "server.max_request_bytes = 4194304 is below log.max_batch_bytes = 8388608: \
+                 a request could never carry the largest batch",
+            ),
+        ];
+        for (mutate, message) in cases {
+            let mut config = BrokerConfig::default();
+            config.server.max_partitions_per_topic = 64;
+            config.log.max_batch_bytes = 8 << 20;
+            mutate(&mut config);
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn log_error_keeps_its_source() {
+        let mut config = BrokerConfig::default();
+        config.log.max_index_bytes = 1;
+        let err = config.validate().unwrap_err();
+        let BrokerConfigError::Log { source } = &err else {
+            panic!("expected Log, got {err:?}");
+        };
+        assert_eq!(
+            source,
+            &ConfigError::OutOfRange {
+                name: "max_index_bytes",
+                value: 1,
+                min: 64,
+                max: 1 << 30,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_flush_policy_in_file_names_line() {
+        let text = "[log]\nflush = \"sometimes\"\n";
+        let f = file(text);
+        let err = BrokerConfig::load(Some(f.path()), no_env()).unwrap_err();
+        let BrokerConfigError::File { source, .. } = &err else {
+            panic!("expected File, got {err:?}");
+        };
+        assert_eq!(line_of(source, text), 2);
+        assert_eq!(
+            toml_message(source),
+            ConfigError::FlushPolicy {
+                value: "sometimes".to_string()
+            }
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn bad_flush_policy_in_env_names_variable() {
+        let vars = env(&[("BROOK_LOG_FLUSH", "interval:0")]);
+        let err = BrokerConfig::load(None, vars).unwrap_err();
+        let BrokerConfigError::EnvValue {
+            variable,
+            value,
+            source,
+        } = &err
+        else {
+            panic!("expected EnvValue, got {err:?}");
+        };
+        assert_eq!(variable, "BROOK_LOG_FLUSH");
+        assert_eq!(value, "interval:0");
+        assert_eq!(
+            toml_message(source),
+            ConfigError::FlushPolicy {
+                value: "interval:0".to_string()
+            }
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn unlimited_below_minus_one_is_an_error() {
+        let vars = env(&[("BROOK_LOG_RETENTION_BYTES", "-2")]);
+        let err = BrokerConfig::load(None, vars).unwrap_err();
+        let BrokerConfigError::EnvValue { source, .. } = &err else {
+            panic!("expected EnvValue, got {err:?}");
+        };
+        assert_eq!(
+            toml_message(source),
+            "-2 is invalid: use -1 for unlimited or a number from 0"
+        );
+    }
+
+    #[test]
+    fn unknown_env_key_names_the_variable() {
+        let vars = env(&[("BROOK_SERVER_NOPE", "1")]);
+        let err = BrokerConfig::load(None, vars).unwrap_err();
+        let BrokerConfigError::UnknownEnvKey {
+            variable,
+            section,
+            key,
+            known,
+        } = &err
+        else {
+            panic!("expected UnknownEnvKey, got {err:?}");
+        };
+        assert_eq!(variable, "BROOK_SERVER_NOPE");
+        assert_eq!(*section, "server");
+        assert_eq!(key, "nope");
+        assert_eq!(known.len(), 13);
+        assert!(err.to_string().starts_with(
+            "environment variable BROOK_SERVER_NOPE sets no setting: [server] has no key \"nope\" \
+             (keys: "
+        ));
+    }
+
+    #[test]
+    fn env_value_of_wrong_type_names_the_variable() {
+        let vars = env(&[
+            ("BROOK_SERVER_NODE_ID", "2"),
+            ("BROOK_SERVER_MAX_CONNECTIONS", "many"),
+        ]);
+        let err = BrokerConfig::load(None, vars).unwrap_err();
+        let BrokerConfigError::EnvValue {
+            variable, value, ..
+        } = &err
+        else {
+            panic!("expected EnvValue, got {err:?}");
+        };
+        assert_eq!(variable, "BROOK_SERVER_MAX_CONNECTIONS");
+        assert_eq!(value, "many");
+    }
+
+    #[test]
+    fn listeners_on_one_port_conflict_unless_port_zero() {
+        let mut config = BrokerConfig::default();
+        config.server.http_listen = "0.0.0.0:7400".parse().unwrap();
+        let err = config.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "server.listen = 127.0.0.1:7400 and server.http_listen = 0.0.0.0:7400 would bind \
+             the same port: give each its own (or port 0)"
+        );
+
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.http_listen = "127.0.0.1:0".parse().unwrap();
+        config.validate().unwrap();
+
+        // Distinct specific addresses may share a port.
+        config.server.listen = "127.0.0.1:7400".parse().unwrap();
+        config.server.http_listen = "127.0.0.2:7400".parse().unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_logging_level_is_an_error() {
+        let vars = env(&[("BROOK_LOGGING_LEVEL", "info,brook=loud")]);
+        let err = BrokerConfig::load(None, vars).unwrap_err();
+        let BrokerConfigError::LoggingLevel { value, .. } = &err else {
+            panic!("expected LoggingLevel, got {err:?}");
+        };
+        assert_eq!(value, "info,brook=loud");
+        assert!(
+            err.to_string()
+                .starts_with("logging.level = \"info,brook=loud\" is not a valid filter: "),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! `brook-broker`: runs a Brook broker.
+//!
+//! Configuration comes from, in rising priority: built-in defaults, the TOML file given with
+//! `--config` (see `brook-broker.example.toml`), `BROOK_<SECTION>_<KEY>` environment
+//! variables, and the flags below. With nothing given it serves gRPC on 127.0.0.1:7400 and
+//! HTTP on 127.0.0.1:7401 with data in `./data`.
+//!
+//! Once listening it prints one line to stdout, `brook-broker listening grpc=ADDR http=ADDR`,
+//! which scripts and tests wait for. SIGINT or SIGTERM stop it gracefully.
+//!
+//! Exit codes: 0 after a clean shutdown; 1 when the broker failed while running; 2 for an
+//! invalid configuration or a data directory or address that cannot be used.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use brook_broker::config::{BrokerConfig, LogFormat};
+use brook_broker::server;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Runs a Brook broker.
+#[derive(Debug, Parser)]
+#[command(name = "brook-broker", version, about, long_about = None)]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Where partition logs and topic metadata live (server.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address (server.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// HTTP listen address for /health, /ready, /metrics (server.http_listen).
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    /// This broker's id (server.node_id).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<i32>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = match BrokerConfig::load(args.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(d) = args.data_dir {
+        config.server.data_dir = d;
+    }
+    if let Some(a) = args.listen {
+        config.server.listen = a;
+    }
+    if let Some(a) = args.http_listen {
+        config.server.http_listen = a;
+    }
+    if let Some(n) = args.node_id {
+        config.server.node_id = n;
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.logging.format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("brook")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: BrokerConfig) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    let running = match server::start(config, shutdown.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot start");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "brook-broker listening grpc={} http={}",
+            running.grpc_addr, running.http_addr
+        );
+        let _ = out.flush();
+    }
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        shutdown.cancel();
+    });
+    match running.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(cause = %e, "broker failed");
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

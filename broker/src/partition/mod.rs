@@ -1,0 +1,19 @@
+//! Topics and partitions on this broker.
+//!
+//! ```text
+//! admin request ──► Registry (serialized): validate ─► open logs ─► persist topics.json
+//! produce/fetch ──► Registry::partition(topic, n) ─► Partition ─► Log
+//! ```
+//!
+//! - [`Registry`]: the topics, persisted in `topics.json`, and their admin operations;
+//! - [`Partition`]: one partition's log and its high watermark;
+//! - [`validate_topic_name`]: Kafka's naming rules.
+
+#[allow(clippy::module_inception)]
+mod partition;
+mod registry;
+mod topic_name;
+
+pub use partition::Partition;
+pub use registry::{AdminError, Registry, RegistryError, TOPICS_FILE, Topic, TopicMeta};
+pub use topic_name::{MAX_TOPIC_NAME_LEN, TopicNameError, validate_topic_name};

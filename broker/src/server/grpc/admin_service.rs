@@ -1,0 +1,174 @@
+//! The `Admin` gRPC service: topics and their configs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use brook_proto::v1::admin_server::Admin;
+use brook_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use super::error_code::admin_error_code;
+use crate::log::topic_config::topic_configs;
+use crate::partition::AdminError;
+use crate::server::BrokerContext;
+
+/// Implements `brook.v1.Admin`.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    ctx: Arc<BrokerContext>,
+}
+
+impl AdminService {
+    pub(crate) fn new(ctx: Arc<BrokerContext>) -> Self {
+        AdminService { ctx }
+    }
+}
+
+fn result(name: String, outcome: Result<(), AdminError>) -> TopicResult {
+    match outcome {
+        Ok(()) => TopicResult {
+            name,
+            error_code: ErrorCode::None as i32,
+            error_message: String::new(),
+        },
+        Err(e) => {
+            tracing::info!(topic = %name, cause = %e, "admin request refused");
+            TopicResult {
+                name,
+                error_code: admin_error_code(&e) as i32,
+                error_message: e.to_string(),
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_topics(
+        &self,
+        request: Request<CreateTopicsRequest>,
+    ) -> Result<Response<CreateTopicsResponse>, Status> {
+        let req = request.into_inner();
+        let mut results = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let configs: BTreeMap<String, String> = t.configs.into_iter().collect();
+            let outcome = self
+                .ctx
+                .registry
+                .create_topic(
+                    &t.name,
+                    t.partitions,
+                    t.replication_factor,
+                    configs,
+                    req.validate_only,
+                )
+                .await;
+            results.push(result(t.name, outcome));
+        }
+        Ok(Response::new(CreateTopicsResponse { results }))
+    }
+
+    async fn delete_topics(
+        &self,
+        request: Request<DeleteTopicsRequest>,
+    ) -> Result<Response<DeleteTopicsResponse>, Status> {
+        let mut results = Vec::new();
+        for name in request.into_inner().names {
+            let outcome = self.ctx.registry.delete_topic(&name).await;
+            results.push(result(name, outcome));
+        }
+        Ok(Response::new(DeleteTopicsResponse { results }))
+    }
+
+    async fn list_topics(
+        &self,
+        _request: Request<ListTopicsRequest>,
+    ) -> Result<Response<ListTopicsResponse>, Status> {
+        let topics = self
+            .ctx
+            .registry
+            .topics()
+            .values()
+            .map(|t| TopicListing {
+                name: t.name.clone(),
+                partitions: t.meta.partitions,
+            })
+            .collect();
+        Ok(Response::new(ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topics(
+        &self,
+        request: Request<DescribeTopicsRequest>,
+    ) -> Result<Response<DescribeTopicsResponse>, Status> {
+        let req = request.into_inner();
+        let all = self.ctx.registry.topics();
+        let names: Vec<String> = if req.names.is_empty() {
+            all.keys().cloned().collect()
+        } else {
+            req.names
+        };
+        let node = self.ctx.config.server.node_id;
+        let topics = names
+            .into_iter()
+            .map(|name| match all.get(&name) {
+                Some(t) => TopicDescription {
+                    name,
+                    error_code: ErrorCode::None as i32,
+                    error_message: String::new(),
+                    replication_factor: t.meta.replication_factor,
+                    configs: topic_configs(&t.config).into_iter().collect(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| PartitionDescription {
+                            partition: p.id(),
+                            leader: node,
+                            log_start_offset: p.log().start_offset().0,
+                            log_end_offset: p.log().end_offset().0,
+                            high_watermark: p.high_watermark().0,
+                            size_bytes: p.log().size_bytes(),
+                            segments: p.log().segment_base_offsets().len() as u32,
+                        })
+                        .collect(),
+                },
+                None => TopicDescription {
+                    error_code: ErrorCode::UnknownTopicOrPartition as i32,
+                    error_message: format!("topic {name:?} does not exist"),
+                    name,
+                    ..Default::default()
+                },
+            })
+            .collect();
+        Ok(Response::new(DescribeTopicsResponse { topics }))
+    }
+
+    async fn create_partitions(
+        &self,
+        request: Request<CreatePartitionsRequest>,
+    ) -> Result<Response<CreatePartitionsResponse>, Status> {
+        let mut results = Vec::new();
+        for t in request.into_inner().topics {
+            let outcome = self.ctx.registry.add_partitions(&t.name, t.total).await;
+            results.push(result(t.name, outcome));
+        }
+        Ok(Response::new(CreatePartitionsResponse { results }))
+    }
+
+    async fn alter_configs(
+        &self,
+        request: Request<AlterConfigsRequest>,
+    ) -> Result<Response<AlterConfigsResponse>, Status> {
+        let mut results = Vec::new();
+        for t in request.into_inner().topics {
+            let set: BTreeMap<String, String> = t.set.into_iter().collect();
+            let outcome = self
+                .ctx
+                .registry
+                .alter_configs(&t.name, set, &t.delete)
+                .await;
+            results.push(result(t.name, outcome));
+        }
+        Ok(Response::new(AlterConfigsResponse { results }))
+    }
+}

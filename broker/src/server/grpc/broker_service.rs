@@ -1,0 +1,490 @@
+//! The `Broker` gRPC service: produce, fetch (long poll), list offsets, metadata.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brook_proto::batch::layout::{HEADER_LEN, LOG_OVERHEAD};
+use brook_proto::v1::broker_server::Broker;
+use brook_proto::v1::*;
+use brook_proto::{BatchHeader, LeaderEpoch, Offset};
+use bytes::Bytes;
+use futures::future::{join_all, select_all};
+use tonic::{Request, Response, Status};
+
+use super::error_code::log_error_code;
+use crate::log::LogError;
+use crate::partition::{Partition, Registry};
+use crate::server::BrokerContext;
+
+/// Implements `brook.v1.Broker`.
+#[derive(Debug, Clone)]
+pub struct BrokerService {
+    ctx: Arc<BrokerContext>,
+}
+
+impl BrokerService {
+    pub(crate) fn new(ctx: Arc<BrokerContext>) -> Self {
+        BrokerService { ctx }
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.ctx.registry
+    }
+}
+
+fn unknown(topic: &str, partition: u32) -> (ErrorCode, String) {
+    (
+        ErrorCode::UnknownTopicOrPartition,
+        format!("topic {topic:?} partition {partition} does not exist"),
+    )
+}
+
+/// Splits a produce payload into its batches by their length fields. Full validation (CRC,
+/// limits) happens in the log; this only finds the boundaries.
+fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let rest = &records[pos..];
+        if rest.len() < HEADER_LEN {
+            return Err(format!(
+                "{} trailing bytes at position {pos} are too few for a batch header ({HEADER_LEN} bytes)",
+                rest.len()
+            ));
+        }
+        let len = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
+        let size = LOG_OVERHEAD as i64 + i64::from(len);
+        if len < 0 || size > rest.len() as i64 {
+            return Err(format!(
+                "batch at position {pos} declares {size} bytes but {} remain",
+                rest.len()
+            ));
+        }
+        out.push(records.slice(pos..pos + size as usize));
+        pos += size as usize;
+    }
+    if out.is_empty() {
+        return Err("no record batch in the request".to_string());
+    }
+    Ok(out)
+}
+
+struct PartitionOutcome {
+    error: Option<(ErrorCode, String)>,
+    base_offset: i64,
+    append_time: i64,
+}
+
+async fn produce_partition(
+    partition: Arc<Partition>,
+    records: Bytes,
+    wait: bool,
+) -> PartitionOutcome {
+    let fail = |code, msg| PartitionOutcome {
+        error: Some((code, msg)),
+        base_offset: -1,
+        append_time: -1,
+    };
+    let batches = match split_batches(&records) {
+        Ok(b) => b,
+        Err(msg) => return fail(ErrorCode::CorruptBatch, msg),
+    };
+    // Check every batch before appending any, so a request is all or nothing per partition.
+    let limit = partition.log().config().max_batch_bytes as usize;
+    for (i, b) in batches.iter().enumerate() {
+        if let Err(e) = BatchHeader::validate(b, limit).and_then(|h| h.check_produced()) {
+            let err = LogError::InvalidBatch(e);
+            return fail(log_error_code(&err), format!("batch {i}: {err}"));
+        }
+    }
+    let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
+    let log = partition.log().clone();
+    let topic = partition.topic().to_string();
+    let append = async move {
+        let mut first = None;
+        let mut messages = 0u64;
+        for b in batches {
+            let info = log.append(b, LeaderEpoch(0)).await?;
+            messages += (info.last_offset.0 - info.base_offset.0 + 1) as u64;
+            first.get_or_insert(info);
+        }
+        metrics::counter!("brook_bytes_in_total", "topic" => topic.clone()).increment(bytes);
+        metrics::counter!("brook_messages_in_total", "topic" => topic).increment(messages);
+        Ok::<_, LogError>(first.expect("at least one batch"))
+    };
+    if !wait {
+        tokio::spawn(async move {
+            if let Err(e) = append.await {
+                tracing::warn!(cause = %e, "acks=none append failed");
+            }
+        });
+        return PartitionOutcome {
+            error: None,
+            base_offset: -1,
+            append_time: -1,
+        };
+    }
+    match append.await {
+        Ok(info) => PartitionOutcome {
+            error: None,
+            base_offset: info.base_offset.0,
+            append_time: info.log_append_time_ms,
+        },
+        Err(e) => fail(log_error_code(&e), e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl Broker for BrokerService {
+    async fn produce(
+        &self,
+        request: Request<ProduceRequest>,
+    ) -> Result<Response<ProduceResponse>, Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        let wait = req.acks() != Acks::None;
+        let timeout = match req.timeout_ms {
+            0 => self.ctx.config.server.produce_timeout_ms,
+            ms => u64::from(ms).min(self.ctx.config.server.produce_timeout_ms),
+        };
+        let mut topics = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let jobs = t.partitions.into_iter().map(|p| {
+                let partition = self.registry().partition(&t.topic, p.partition);
+                let topic = t.topic.clone();
+                async move {
+                    let outcome = match partition {
+                        None => {
+                            let (code, msg) = unknown(&topic, p.partition);
+                            PartitionOutcome {
+                                error: Some((code, msg)),
+                                base_offset: -1,
+                                append_time: -1,
+                            }
+                        }
+                        Some(partition) => {
+                            match tokio::time::timeout(
+                                Duration::from_millis(timeout),
+                                produce_partition(partition, p.records, wait),
+                            )
+                            .await
+                            {
+                                Ok(o) => o,
+                                Err(_) => PartitionOutcome {
+                                    error: Some((
+                                        ErrorCode::RequestTimedOut,
+                                        format!("produce did not complete within {timeout} ms"),
+                                    )),
+                                    base_offset: -1,
+                                    append_time: -1,
+                                },
+                            }
+                        }
+                    };
+                    let log_start = log_start_offset(self.registry(), &topic, p.partition);
+                    let (code, msg) = outcome.error.unwrap_or((ErrorCode::None, String::new()));
+                    PartitionProduceResponse {
+                        partition: p.partition,
+                        error_code: code as i32,
+                        error_message: msg,
+                        base_offset: outcome.base_offset,
+                        log_append_time_ms: outcome.append_time,
+                        log_start_offset: log_start,
+                    }
+                }
+            });
+            let partitions = join_all(jobs).await;
+            topics.push(TopicProduceResponse {
+                topic: t.topic,
+                partitions,
+            });
+        }
+        metrics::histogram!("brook_produce_request_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(Response::new(ProduceResponse { topics }))
+    }
+
+    async fn fetch(
+        &self,
+        request: Request<FetchRequest>,
+    ) -> Result<Response<FetchResponse>, Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        let server = &self.ctx.config.server;
+        let max_wait =
+            Duration::from_millis(u64::from(req.max_wait_ms).min(server.max_fetch_wait_ms));
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let max_bytes = match req.max_bytes {
+            0 => server.fetch_max_bytes,
+            n => (n as usize).min(server.fetch_max_bytes),
+        };
+        // Resolve partitions and subscribe to their log ends before the first read, so an
+        // append between the read and the wait still wakes us.
+        let mut wanted = Vec::new();
+        for t in &req.topics {
+            for p in &t.partitions {
+                let partition = self.registry().partition(&t.topic, p.partition);
+                let limit = match p.partition_max_bytes {
+                    0 => server.fetch_partition_max_bytes,
+                    n => n as usize,
+                };
+                wanted.push((
+                    t.topic.clone(),
+                    p.partition,
+                    p.fetch_offset,
+                    limit,
+                    partition,
+                ));
+            }
+        }
+        let mut watches: Vec<_> = wanted
+            .iter()
+            .filter_map(|w| w.4.as_ref().map(|p| p.log().subscribe_end()))
+            .collect();
+        loop {
+            for w in &mut watches {
+                w.borrow_and_update();
+            }
+            let jobs: Vec<_> = wanted
+                .iter()
+                .map(|(t, n, o, l, p)| (t.clone(), *n, *o, *l, p.clone()))
+                .collect();
+            let (topics, total, any_error) =
+                tokio::task::spawn_blocking(move || read_partitions(jobs, max_bytes))
+                    .await
+                    .map_err(|e| Status::internal(format!("fetch task failed: {e}")))?;
+            let now = tokio::time::Instant::now();
+            let stopping = self.ctx.shutdown.is_cancelled();
+            if total >= req.min_bytes as usize
+                || any_error
+                || now >= deadline
+                || watches.is_empty()
+                || stopping
+            {
+                for t in &topics {
+                    let bytes: u64 = t.partitions.iter().map(|p| p.records.len() as u64).sum();
+                    if bytes > 0 {
+                        metrics::counter!("brook_bytes_out_total", "topic" => t.topic.clone())
+                            .increment(bytes);
+                    }
+                }
+                metrics::histogram!("brook_fetch_request_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                return Ok(Response::new(FetchResponse { topics }));
+            }
+            let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.ctx.shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    async fn list_offsets(
+        &self,
+        request: Request<ListOffsetsRequest>,
+    ) -> Result<Response<ListOffsetsResponse>, Status> {
+        let req = request.into_inner();
+        let mut topics = Vec::new();
+        for t in req.topics {
+            let mut partitions = Vec::new();
+            for p in t.partitions {
+                let mut out = ListOffsetsPartitionResponse {
+                    partition: p.partition,
+                    error_code: ErrorCode::None as i32,
+                    error_message: String::new(),
+                    offset: -1,
+                    timestamp: -1,
+                };
+                match self.registry().partition(&t.topic, p.partition) {
+                    None => {
+                        let (code, msg) = unknown(&t.topic, p.partition);
+                        out.error_code = code as i32;
+                        out.error_message = msg;
+                    }
+                    Some(partition) => match p.spec() {
+                        OffsetSpec::Earliest => out.offset = partition.log().start_offset().0,
+                        OffsetSpec::Latest => out.offset = partition.high_watermark().0,
+                        OffsetSpec::Timestamp => {
+                            match partition.log().offset_for_timestamp(p.timestamp).await {
+                                Ok(Some(found))
+                                    if Offset(found.offset) < partition.high_watermark() =>
+                                {
+                                    out.offset = found.offset;
+                                    out.timestamp = found.timestamp;
+                                }
+                                Ok(_) => {}
+                                Err(e) => {
+                                    out.error_code = log_error_code(&e) as i32;
+                                    out.error_message = e.to_string();
+                                }
+                            }
+                        }
+                    },
+                }
+                partitions.push(out);
+            }
+            topics.push(ListOffsetsTopicResponse {
+                topic: t.topic,
+                partitions,
+            });
+        }
+        Ok(Response::new(ListOffsetsResponse { topics }))
+    }
+
+    async fn metadata(
+        &self,
+        request: Request<MetadataRequest>,
+    ) -> Result<Response<MetadataResponse>, Status> {
+        let req = request.into_inner();
+        let node = self.ctx.config.server.node_id;
+        let all = self.registry().topics();
+        let names: Vec<String> = if req.topics.is_empty() {
+            all.keys().cloned().collect()
+        } else {
+            req.topics
+        };
+        let topics = names
+            .into_iter()
+            .map(|name| match all.get(&name) {
+                Some(topic) => TopicMetadata {
+                    name,
+                    error_code: ErrorCode::None as i32,
+                    error_message: String::new(),
+                    partitions: topic
+                        .partitions
+                        .iter()
+                        .map(|p| PartitionMetadata {
+                            partition: p.id(),
+                            leader: node,
+                            leader_epoch: 0,
+                            replicas: vec![node],
+                            isr: vec![node],
+                        })
+                        .collect(),
+                },
+                None => TopicMetadata {
+                    error_code: ErrorCode::UnknownTopicOrPartition as i32,
+                    error_message: format!("topic {name:?} does not exist"),
+                    name,
+                    partitions: Vec::new(),
+                },
+            })
+            .collect();
+        Ok(Response::new(MetadataResponse {
+            cluster_id: self.registry().cluster_id().to_string(),
+            controller_id: node,
+            brokers: vec![BrokerInfo {
+                node_id: node,
+                address: self.ctx.grpc_addr.to_string(),
+            }],
+            topics,
+        }))
+    }
+}
+
+fn log_start_offset(registry: &Registry, topic: &str, partition: u32) -> i64 {
+    registry
+        .partition(topic, partition)
+        .map_or(-1, |p| p.log().start_offset().0)
+}
+
+type FetchJob = (String, u32, i64, usize, Option<Arc<Partition>>);
+
+/// Reads every requested partition (blocking file reads: run off the reactor). Returns the
+/// response topics, the bytes read and whether any partition failed.
+fn read_partitions(
+    jobs: Vec<FetchJob>,
+    max_bytes: usize,
+) -> (Vec<FetchTopicResponse>, usize, bool) {
+    let mut topics: Vec<FetchTopicResponse> = Vec::new();
+    let mut total = 0usize;
+    let mut any_error = false;
+    for (topic, n, offset, limit, partition) in jobs {
+        let mut out = FetchPartitionResponse {
+            partition: n,
+            error_code: ErrorCode::None as i32,
+            error_message: String::new(),
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Bytes::new(),
+        };
+        match partition {
+            None => {
+                let (code, msg) = unknown(&topic, n);
+                out.error_code = code as i32;
+                out.error_message = msg;
+                any_error = true;
+            }
+            Some(p) => {
+                out.high_watermark = p.high_watermark().0;
+                out.log_start_offset = p.log().start_offset().0;
+                // The first non-empty partition may exceed max_bytes by one batch (KIP-74).
+                let budget = if total == 0 {
+                    limit.min(max_bytes)
+                } else {
+                    limit.min(max_bytes.saturating_sub(total))
+                };
+                if budget > 0 || total == 0 {
+                    match p.log().read_blocking(Offset(offset), budget.max(1)) {
+                        Ok(bytes) => {
+                            total += bytes.len();
+                            out.records = bytes;
+                        }
+                        Err(e) => {
+                            out.error_code = log_error_code(&e) as i32;
+                            out.error_message = e.to_string();
+                            any_error = true;
+                        }
+                    }
+                }
+            }
+        }
+        match topics.last_mut() {
+            Some(t) if t.topic == topic => t.partitions.push(out),
+            _ => topics.push(FetchTopicResponse {
+                topic,
+                partitions: vec![out],
+            }),
+        }
+    }
+    (topics, total, any_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_batches_finds_each_batch_and_rejects_leftovers() {
+        let mut b = brook_proto::BatchBuilder::new();
+        b.append(1, None, Some(b"a"), &[]);
+        let one = b.build();
+        let mut two = one.to_vec();
+        two.extend_from_slice(&one);
+        let split = split_batches(&Bytes::from(two.clone())).unwrap();
+        assert_eq!(split, vec![one.clone(), one.clone()]);
+        two.extend_from_slice(&[0; 10]);
+        assert_eq!(
+            split_batches(&Bytes::from(two)).unwrap_err(),
+            format!(
+                "10 trailing bytes at position {} are too few for a batch header (61 bytes)",
+                2 * one.len()
+            )
+        );
+        assert_eq!(
+            split_batches(&Bytes::new()).unwrap_err(),
+            "no record batch in the request"
+        );
+        let mut long = one.to_vec();
+        long[8..12].copy_from_slice(&1000i32.to_be_bytes());
+        assert_eq!(
+            split_batches(&Bytes::from(long)).unwrap_err(),
+            format!(
+                "batch at position 0 declares 1012 bytes but {} remain",
+                one.len()
+            )
+        );
+    }
+}

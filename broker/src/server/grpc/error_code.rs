@@ -1,0 +1,36 @@
+//! Domain errors to the wire's `ErrorCode`, in one place so every service maps alike.
+
+use brook_proto::BatchError;
+use brook_proto::v1::ErrorCode;
+
+use crate::log::LogError;
+use crate::partition::AdminError;
+
+/// The code a client sees for a log error.
+pub fn log_error_code(err: &LogError) -> ErrorCode {
+    match err {
+        LogError::InvalidBatch(BatchError::TooLarge { .. }) => ErrorCode::BatchTooLarge,
+        LogError::InvalidBatch(_) => ErrorCode::CorruptBatch,
+        LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        // A closed log belongs to a topic being deleted (or a broker shutting down).
+        LogError::Closed { .. } => ErrorCode::UnknownTopicOrPartition,
+        LogError::Config(_) => ErrorCode::InvalidConfig,
+        LogError::Io { .. }
+        | LogError::Corrupt { .. }
+        | LogError::Locked { .. }
+        | LogError::Failed { .. } => ErrorCode::StorageError,
+    }
+}
+
+/// The code a client sees for an admin error.
+pub fn admin_error_code(err: &AdminError) -> ErrorCode {
+    match err {
+        AdminError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
+        AdminError::TopicExists { .. } => ErrorCode::TopicAlreadyExists,
+        AdminError::InvalidName(_) => ErrorCode::InvalidTopic,
+        AdminError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
+        AdminError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+        AdminError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+        AdminError::Storage(e) => log_error_code(e),
+    }
+}

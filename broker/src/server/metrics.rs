@@ -1,0 +1,85 @@
+//! The Prometheus recorder, installed once per process, and the metric descriptions.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `brook_bytes_in_total`, `brook_messages_in_total` | counter | topic |
+//! | `brook_bytes_out_total` | counter | topic |
+//! | `brook_produce_request_seconds`, `brook_fetch_request_seconds` | histogram | |
+//! | `brook_log_fsync_seconds` | histogram | |
+//! | `brook_log_end_offset`, `brook_log_start_offset`, `brook_log_size_bytes` | gauge | topic, partition |
+//! | `brook_connections` | gauge | |
+//! | `brook_connections_rejected_total` | counter | |
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// The process's Prometheus handle (installs the recorder on first use).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .expect("buckets are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics shows only what reaches this one");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "brook_bytes_in_total",
+        Unit::Bytes,
+        "Bytes of record batches appended, per topic"
+    );
+    describe_counter!(
+        "brook_messages_in_total",
+        Unit::Count,
+        "Records appended, per topic"
+    );
+    describe_counter!(
+        "brook_bytes_out_total",
+        Unit::Bytes,
+        "Bytes of record batches fetched, per topic"
+    );
+    describe_histogram!(
+        "brook_produce_request_seconds",
+        Unit::Seconds,
+        "Produce request latency"
+    );
+    describe_histogram!(
+        "brook_fetch_request_seconds",
+        Unit::Seconds,
+        "Fetch request latency, long-poll wait included"
+    );
+    describe_histogram!(
+        "brook_log_fsync_seconds",
+        Unit::Seconds,
+        "fdatasync latency of partition logs"
+    );
+    describe_gauge!("brook_log_end_offset", "Log end offset per partition");
+    describe_gauge!("brook_log_start_offset", "Log start offset per partition");
+    describe_gauge!(
+        "brook_log_size_bytes",
+        Unit::Bytes,
+        "Bytes on disk per partition"
+    );
+    describe_gauge!("brook_connections", "Open gRPC connections");
+    describe_counter!(
+        "brook_connections_rejected_total",
+        "Connections closed because max_connections was reached"
+    );
+}

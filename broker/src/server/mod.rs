@@ -1,0 +1,236 @@
+//! The broker process: gRPC services, the HTTP listener, retention, graceful shutdown.
+//!
+//! ```text
+//! start(config, shutdown) ─► Registry::open (recovery of every partition)
+//!                          ├► gRPC  (Broker, Admin, grpc.health.v1) on server.listen
+//!                          ├► HTTP  (/health, /ready, /metrics)      on server.http_listen
+//!                          └► retention pass every retention.check_interval_ms
+//! shutdown.cancel() ─► stop accepting ─► in-flight requests finish (bounded by
+//!                      server.shutdown_timeout_ms) ─► every log synced and closed
+//! ```
+//!
+//! [`start`] takes its shutdown signal as an argument, so tests run brokers in-process on
+//! port 0 and stop them at will; the binary wires it to SIGINT and SIGTERM.
+
+pub mod grpc;
+mod http;
+mod incoming;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use brook_proto::v1::admin_server::AdminServer;
+use brook_proto::v1::broker_server::BrokerServer;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BrokerConfig, BrokerConfigError};
+use crate::log::LogError;
+use crate::partition::{Registry, RegistryError};
+use grpc::{AdminService, BrokerService};
+
+/// What the services share.
+#[derive(Debug)]
+pub struct BrokerContext {
+    /// The configuration the broker started with.
+    pub config: BrokerConfig,
+    /// Topics and partitions.
+    pub registry: Registry,
+    /// The bound gRPC address (advertised in metadata).
+    pub grpc_addr: SocketAddr,
+    /// Cancelled when the broker shuts down.
+    pub shutdown: CancellationToken,
+    /// True once both listeners serve.
+    pub ready: AtomicBool,
+    /// Prometheus rendering.
+    pub metrics: PrometheusHandle,
+}
+
+/// Why the broker could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] BrokerConfigError),
+    /// The data directory could not be opened.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+    /// Closing the logs failed (the next start recovers them).
+    #[error("closing logs: {0}")]
+    Close(#[from] LogError),
+}
+
+/// A started broker.
+#[derive(Debug)]
+pub struct RunningBroker {
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// Shared state (tests inspect the registry through it).
+    pub context: Arc<BrokerContext>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningBroker {
+    /// Asks the broker to stop (same as cancelling the token given to [`start`]).
+    pub fn shutdown(&self) {
+        self.context.shutdown.cancel();
+    }
+
+    /// Waits until the broker stopped and its logs are closed.
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.task.await.expect("broker task panicked")
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+/// Opens the data directory, binds both listeners and serves until `shutdown` is cancelled.
+pub async fn start(
+    config: BrokerConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningBroker, ServerError> {
+    config.validate()?;
+    let registry = Registry::open(
+        config.server.data_dir.clone(),
+        config.log.clone(),
+        config.server.max_partitions_per_topic,
+    )
+    .await?;
+    let grpc_listener = bind("gRPC", config.server.listen).await?;
+    let http_listener = bind("HTTP", config.server.http_listen).await?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            what: "gRPC",
+            addr: config.server.listen,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            what: "HTTP",
+            addr: config.server.http_listen,
+            source,
+        })?;
+    let ctx = Arc::new(BrokerContext {
+        config,
+        registry,
+        grpc_addr,
+        shutdown: shutdown.clone(),
+        ready: AtomicBool::new(false),
+        metrics: metrics::prometheus(),
+    });
+    let task = tokio::spawn(serve(ctx.clone(), grpc_listener, http_listener));
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, cluster_id = ctx.registry.cluster_id(), "broker started");
+    Ok(RunningBroker {
+        grpc_addr,
+        http_addr,
+        context: ctx,
+        task,
+    })
+}
+
+async fn serve(
+    ctx: Arc<BrokerContext>,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+) -> Result<(), ServerError> {
+    let server = &ctx.config.server;
+    let shutdown = ctx.shutdown.clone();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<BrokerServer<BrokerService>>().await;
+    health.set_serving::<AdminServer<AdminService>>().await;
+    let broker = BrokerServer::new(BrokerService::new(ctx.clone()))
+        .max_decoding_message_size(server.max_request_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let admin = AdminServer::new(AdminService::new(ctx.clone()))
+        .max_decoding_message_size(server.max_request_bytes);
+    let grpc = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(broker)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(
+            incoming::limited(grpc_listener, server.max_connections),
+            shutdown.clone().cancelled_owned(),
+        );
+    let http = axum::serve(http_listener, http::router(ctx.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    let retention = tokio::spawn(retention_loop(ctx.clone()));
+    ctx.ready.store(true, Ordering::Release);
+
+    // In-flight requests get shutdown_timeout_ms to finish once shutdown begins.
+    let grace = Duration::from_millis(server.shutdown_timeout_ms);
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    let served = tokio::select! {
+        r = async { tokio::join!(grpc, http) } => Some(r),
+        _ = deadline => None,
+    };
+    health
+        .set_not_serving::<BrokerServer<BrokerService>>()
+        .await;
+    retention.abort();
+    let closed = ctx.registry.close().await;
+    tracing::info!("broker stopped");
+    match served {
+        Some((grpc, http)) => {
+            grpc?;
+            http.map_err(ServerError::Http)?;
+        }
+        None => tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "in-flight requests did not finish in time"
+        ),
+    }
+    closed?;
+    Ok(())
+}
+
+async fn retention_loop(ctx: Arc<BrokerContext>) {
+    let every = Duration::from_millis(ctx.config.retention.check_interval_ms);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        for topic in ctx.registry.topics().values() {
+            for p in &topic.partitions {
+                if let Err(e) = p.log().enforce_retention().await {
+                    tracing::error!(topic = %topic.name, partition = p.id(), cause = %e, "retention pass failed");
+                }
+            }
+        }
+    }
+}
