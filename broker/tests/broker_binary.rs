@@ -122,7 +122,11 @@ async fn sigkill_with_flush_always_loses_no_acknowledged_record() {
                     let tag = format!("r{round}-w{w}-{i}");
                     let res = c
                         .broker
-                        .produce(produce_request("durable", w, batch(&[tag.clone()])))
+                        .produce(produce_request(
+                            "durable",
+                            w,
+                            batch(std::slice::from_ref(&tag)),
+                        ))
                         .await;
                     match res {
                         Ok(r)
