@@ -42,8 +42,11 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), config()).await.unwrap();
+    // Rising timestamps: the last batch carries the active segment's last time-index entry,
+    // so recovery starts its scan exactly at the batch the tests damage.
+    let t0 = now_ms();
     for i in 0..37 {
-        append(&log, &format!("b{i:02}"), 1 + i % 4, now_ms()).await;
+        append(&log, &format!("b{i:02}"), 1 + i % 4, t0 + i as i64).await;
     }
     let last_segment = log.segment_base_offsets().last().unwrap().0;
     let mut sizes = Vec::new();
@@ -153,16 +156,24 @@ async fn flipped_bytes_in_the_last_batch_are_cut_off() {
         .unwrap_or_else(rand::random);
     println!("flipped_bytes seed {seed} (set BROOK_TEST_SEED to repeat)");
     let mut rng = StdRng::seed_from_u64(seed);
-    for _ in 0..150 {
-        let rel = loop {
-            let rel = rng.random_range(0..f.file_len - f.last_batch_start) as usize;
-            // partitionLeaderEpoch (bytes 12..16) lies outside the CRC, as in Kafka.
-            if !(layout::LEADER_EPOCH..layout::MAGIC).contains(&rel) {
-                break rel;
-            }
-        };
+    // Every header byte outside the epoch, with a low and a high bit, then random bytes.
+    let header_flips = (0..layout::HEADER_LEN)
+        .filter(|r| !(layout::LEADER_EPOCH..layout::MAGIC).contains(r))
+        .flat_map(|r| [(r, 0x01u8), (r, 0x80u8)]);
+    let random_flips: Vec<(usize, u8)> = (0..150)
+        .map(|_| {
+            let rel = loop {
+                let rel = rng.random_range(0..f.file_len - f.last_batch_start) as usize;
+                // partitionLeaderEpoch (bytes 12..16) lies outside the CRC, as in Kafka.
+                if !(layout::LEADER_EPOCH..layout::MAGIC).contains(&rel) {
+                    break rel;
+                }
+            };
+            (rel, rng.random_range(1..=255))
+        })
+        .collect();
+    for (rel, mask) in header_flips.chain(random_flips) {
         let pos = f.last_batch_start + rel as u64;
-        let mask: u8 = rng.random_range(1..=255);
         let path = f.dir.path().join(log_file_name(f.last_segment));
         let what = format!("seed {seed}: xor {mask:#04x} at byte {pos} (batch byte {rel})");
         assert_recovers_to_last_batch_start(&f, &what, |d| {

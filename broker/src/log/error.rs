@@ -65,6 +65,15 @@ pub enum LogError {
         /// The first failure.
         cause: String,
     },
+    /// This append was not written (a write, roll or fsync failed). If the log could not
+    /// restore a consistent state it also refuses later writes ([`LogError::Failed`]).
+    #[error("append to log {path} failed: {cause}")]
+    WriteFailed {
+        /// The partition directory.
+        path: PathBuf,
+        /// What failed.
+        cause: String,
+    },
     /// The log was closed.
     #[error("log {path} is closed")]
     Closed {

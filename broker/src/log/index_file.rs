@@ -27,7 +27,11 @@ fn map(file: &File, len: u64) -> io::Result<Option<MmapMut>> {
     // SAFETY: the file is owned by this process's log (the data directory is locked against
     // other processes), it is never truncated while this map exists (`resize` drops the map
     // first), and the map is only reached through `&self`/`&mut self` of its owner.
-    unsafe { MmapMut::map_mut(file).map(Some) }
+    let map = unsafe { MmapMut::map_mut(file)? };
+    // Index pages are touched one entry at a time: without this, the first write to a
+    // preallocated (sparse) file triggers readahead that zero-fills megabytes.
+    let _ = map.advise(memmap2::Advice::Random);
+    Ok(Some(map))
 }
 
 impl IndexFile {

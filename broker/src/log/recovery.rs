@@ -99,13 +99,19 @@ pub(crate) fn create_segment(
     for stale in [&index, &timeindex] {
         let _ = fs::remove_file(stale);
     }
+    // A leftover file (from a crash before the directory fsync) is removed rather than
+    // truncated: ext4 flushes a file truncated to zero when it is closed.
+    match fs::remove_file(&log) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(LogError::io("remove", &log)(e)),
+    }
     let file = OpenOptions::new()
         .read(true)
         .append(true)
-        .create(true)
+        .create_new(true)
         .open(&log)
         .map_err(LogError::io("create", &log))?;
-    file.set_len(0).map_err(LogError::io("truncate", &log))?;
     let (oi, _) = OffsetIndex::open(&index, Some(config.offset_index_entries()))
         .map_err(LogError::io("create", &index))?;
     let (ti, _) = TimeIndex::open(&timeindex, Some(config.time_index_entries()))
@@ -327,7 +333,9 @@ pub(crate) fn open_active(
     let from = start.map_or(0, |e| u64::from(e.position));
     let from_offset = base_offset + start.map_or(0, |e| i64::from(e.relative_offset));
     let mut indexer = Indexer::new(base_offset, config.index_interval_bytes).resume(&oi, &ti);
-    let mut expected = (from == 0).then_some(base_offset);
+    // The batch at `from` must carry the offset its index entry names: baseOffset is outside
+    // the CRC, so this is what catches a damaged one.
+    let mut expected = Some(from_offset);
     let mut check = continuity(&mut expected);
     let end = scan(&file, &log, from, len, |pos, h| {
         check(pos, h)?;

@@ -220,8 +220,19 @@ impl Segment {
 
     fn header_at(&self, pos: u64, size: u64) -> Result<BatchHeader, LogError> {
         let avail = (size - pos) as usize;
-        let buf = self.read_range(pos, HEADER_LEN.min(avail))?;
-        let header = BatchHeader::parse(&buf).map_err(|e| self.corrupt(pos, e))?;
+        let n = HEADER_LEN.min(avail);
+        let parsed = if self.is_sealed()
+            && let Some(map) = self.map()?
+        {
+            BatchHeader::parse(&map[pos as usize..pos as usize + n])
+        } else {
+            let mut head = [0u8; HEADER_LEN];
+            self.file
+                .read_exact_at(&mut head[..n], pos)
+                .map_err(LogError::io("read", &self.log_path))?;
+            BatchHeader::parse(&head[..n])
+        };
+        let header = parsed.map_err(|e| self.corrupt(pos, e))?;
         if header.total_size() as u64 > size - pos {
             return Err(self.corrupt(
                 pos,

@@ -32,6 +32,8 @@ use super::{DirLock, FlushPolicy, LogError, Segment};
 const MAX_GROUP: usize = 1024;
 /// Least time between two recovery checkpoints written after syncs.
 const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
+/// Appends written with one `writev` (and, under `never`/`interval`, answered together).
+const CHUNK_BYTES: u64 = 1 << 20;
 /// Longest wait before the writer re-checks whether an interval flush is due.
 const MAX_FLUSH_WAIT_MS: u128 = 100;
 
@@ -226,28 +228,26 @@ impl Writer {
     }
 
     /// Writes a group of appends (rolling between them as needed), applies the flush policy
-    /// and answers each caller.
+    /// and answers each caller. Under `never` and `interval` each chunk of at most
+    /// [`CHUNK_BYTES`] is answered as soon as it is written, so callers refill the queue while
+    /// the writer goes on; under `always` everyone waits for the group's one fsync.
     fn commit(&mut self, appends: &mut Vec<AppendRequest>) {
         if appends.is_empty() {
             return;
         }
-        if self.failed.is_some() {
-            for a in appends.drain(..) {
-                let _ = a.reply.send(Err(self.failed_error().expect("failed")));
-            }
-            return;
-        }
+        let always = matches!(self.shared.config().flush, FlushPolicy::Always);
         let now = self.now();
-        let mut results: Vec<(Reply<AppendInfo>, Result<AppendInfo, LogError>)> =
-            Vec::with_capacity(appends.len());
         let mut rest = std::mem::take(appends);
-        let mut error: Option<String> = None;
-        while !rest.is_empty() {
+        let mut synced_later: Vec<(Reply<AppendInfo>, AppendInfo)> = Vec::new();
+        let mut failure: Option<String> = self.failed.clone();
+        while failure.is_none() && !rest.is_empty() {
             let mut pending = 0u64;
             let mut next = self.indexer.next_offset;
             let mut n = 0;
             for a in &rest {
-                if self.should_roll(pending, &a.header, next, now) {
+                if self.should_roll(pending, &a.header, next, now)
+                    || (n > 0 && pending >= CHUNK_BYTES)
+                {
                     break;
                 }
                 pending += a.header.total_size() as u64;
@@ -256,67 +256,61 @@ impl Writer {
             }
             if n == 0 {
                 if let Err(e) = self.roll() {
-                    error = Some(e.to_string());
-                    break;
+                    failure = Some(e.to_string());
                 }
                 continue;
             }
             let chunk: Vec<AppendRequest> = rest.drain(..n).collect();
             match self.write_chunk(&chunk, now) {
-                Ok(infos) => results.extend(
-                    chunk
-                        .into_iter()
-                        .map(|a| a.reply)
-                        .zip(infos.into_iter().map(Ok)),
-                ),
-                Err(e) => {
-                    let msg = e.to_string();
-                    results.extend(chunk.into_iter().map(|a| {
-                        (
-                            a.reply,
-                            Err(LogError::Failed {
-                                path: self.shared.dir.clone(),
-                                cause: msg.clone(),
-                            }),
-                        )
-                    }));
-                    error = Some(msg);
-                    break;
-                }
-            }
-        }
-        for a in rest {
-            let cause = error.clone().unwrap_or_default();
-            results.push((
-                a.reply,
-                Err(LogError::Failed {
-                    path: self.shared.dir.clone(),
-                    cause,
-                }),
-            ));
-        }
-        match self.shared.config().flush {
-            FlushPolicy::Always => {
-                if let Err(e) = self.flush() {
-                    let msg = e.to_string();
-                    for (reply, _) in results {
-                        let _ = reply.send(Err(LogError::Failed {
-                            path: self.shared.dir.clone(),
-                            cause: msg.clone(),
-                        }));
+                Ok(infos) => {
+                    for (a, info) in chunk.into_iter().zip(infos) {
+                        if always {
+                            synced_later.push((a.reply, info));
+                        } else {
+                            let _ = a.reply.send(Ok(info));
+                        }
                     }
-                    return;
                 }
-                for (reply, r) in results {
-                    let _ = reply.send(r);
+                Err(e) => {
+                    let cause = e.to_string();
+                    for a in chunk {
+                        let _ = a.reply.send(Err(self.write_failed(&cause)));
+                    }
+                    failure = Some(cause);
                 }
             }
-            FlushPolicy::Interval(_) | FlushPolicy::Never => {
-                for (reply, r) in results {
-                    let _ = reply.send(r);
-                }
-                self.flush_if_due();
+        }
+        if let Some(cause) = &failure {
+            for a in rest {
+                let _ = a.reply.send(Err(self.write_failed(cause)));
             }
+        }
+        if always {
+            if synced_later.is_empty() {
+                return;
+            }
+            match self.flush() {
+                Ok(_) => {
+                    for (reply, info) in synced_later {
+                        let _ = reply.send(Ok(info));
+                    }
+                }
+                Err(e) => {
+                    let cause = e.to_string();
+                    for (reply, _) in synced_later {
+                        let _ = reply.send(Err(self.write_failed(&cause)));
+                    }
+                }
+            }
+        } else {
+            self.flush_if_due();
+        }
+    }
+
+    fn write_failed(&self, cause: &str) -> LogError {
+        LogError::WriteFailed {
+            path: self.shared.dir.clone(),
+            cause: cause.to_string(),
         }
     }
 

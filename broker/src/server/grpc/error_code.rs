@@ -18,7 +18,8 @@ pub fn log_error_code(err: &LogError) -> ErrorCode {
         LogError::Io { .. }
         | LogError::Corrupt { .. }
         | LogError::Locked { .. }
-        | LogError::Failed { .. } => ErrorCode::StorageError,
+        | LogError::Failed { .. }
+        | LogError::WriteFailed { .. } => ErrorCode::StorageError,
     }
 }
 
