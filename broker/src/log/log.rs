@@ -218,8 +218,26 @@ impl Log {
         batch: Bytes,
         leader_epoch: LeaderEpoch,
     ) -> Result<AppendInfo, LogError> {
-        let header = BatchHeader::validate(&batch, self.config().max_batch_bytes as usize)?;
+        let header = Self::validate(&batch, &self.config())?;
+        self.append_validated(batch, header, leader_epoch).await
+    }
+
+    /// The checks [`Log::append`] makes, for callers that check a whole request before
+    /// appending any of it.
+    pub fn validate(batch: &[u8], config: &LogConfig) -> Result<BatchHeader, LogError> {
+        let header = BatchHeader::validate(batch, config.max_batch_bytes as usize)?;
         header.check_produced()?;
+        Ok(header)
+    }
+
+    /// Appends a batch that [`Log::validate`] accepted (with the header it returned), so
+    /// the CRC is computed once per batch.
+    pub(crate) async fn append_validated(
+        &self,
+        batch: Bytes,
+        header: BatchHeader,
+        leader_epoch: LeaderEpoch,
+    ) -> Result<AppendInfo, LogError> {
         self.call(|reply| {
             Command::Append(AppendRequest {
                 batch,

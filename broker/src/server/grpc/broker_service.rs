@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use brook_proto::batch::layout::{HEADER_LEN, LOG_OVERHEAD};
 use brook_proto::v1::broker_server::Broker;
 use brook_proto::v1::*;
-use brook_proto::{BatchHeader, LeaderEpoch, Offset};
+use brook_proto::{LeaderEpoch, Offset};
 use bytes::Bytes;
 use futures::future::{join_all, select_all};
 use tonic::{Request, Response, Status};
 
 use super::error_code::log_error_code;
-use crate::log::LogError;
+use crate::log::{Log, LogError};
 use crate::partition::{Partition, Registry};
 use crate::server::BrokerContext;
 
@@ -90,21 +90,22 @@ async fn produce_partition(
         Err(msg) => return fail(ErrorCode::CorruptBatch, msg),
     };
     // Check every batch before appending any, so a request is all or nothing per partition.
-    let limit = partition.log().config().max_batch_bytes as usize;
-    for (i, b) in batches.iter().enumerate() {
-        if let Err(e) = BatchHeader::validate(b, limit).and_then(|h| h.check_produced()) {
-            let err = LogError::InvalidBatch(e);
-            return fail(log_error_code(&err), format!("batch {i}: {err}"));
+    let config = partition.log().config();
+    let mut checked = Vec::with_capacity(batches.len());
+    for (i, b) in batches.into_iter().enumerate() {
+        match Log::validate(&b, &config) {
+            Ok(h) => checked.push((b, h)),
+            Err(err) => return fail(log_error_code(&err), format!("batch {i}: {err}")),
         }
     }
-    let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
+    let bytes: u64 = checked.iter().map(|(b, _)| b.len() as u64).sum();
     let log = partition.log().clone();
     let topic = partition.topic().to_string();
     let append = async move {
         let mut first = None;
         let mut messages = 0u64;
-        for b in batches {
-            let info = log.append(b, LeaderEpoch(0)).await?;
+        for (b, h) in checked {
+            let info = log.append_validated(b, h, LeaderEpoch(0)).await?;
             messages += (info.last_offset.0 - info.base_offset.0 + 1) as u64;
             first.get_or_insert(info);
         }
