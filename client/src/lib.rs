@@ -1,6 +1,22 @@
-//! Brook's client library.
+//! Brook's client library and the `brook` command-line tool.
 //!
-//! Planned layout (filled by the client issue): a batching producer with idempotence,
-//! compression, retries and backpressure; batching consumers; consumer groups; and the `brook`
-//! command-line tool. Today the crate is empty: the record-batch format the producer will build
-//! already lives in `brook-proto` (`BatchBuilder`, `RecordBatch`).
+//! - [`connection`]: [`Connection`], one gRPC channel to one broker with the `Broker` and
+//!   `Admin` clients over it.
+//! - [`error`]: [`ClientError`], every failure with its cause, retriable ones told apart.
+//! - [`partitioner`]: Kafka's murmur2 key partitioner, so a key maps to the same partition
+//!   number in Brook and in Kafka.
+//! - [`cli`]: the `brook` tool's commands as library functions (a [`Connection`], an input
+//!   reader and output writers in, a result out), so tests run them in-process; the binary in
+//!   `src/bin/brook.rs` only parses arguments, connects and maps errors to exit codes.
+//!
+//! The batching producer, the consumers and consumer groups come later; record batches are
+//! built and read with `brook_proto::BatchBuilder` and `brook_proto::Batches`.
+
+pub mod cli;
+pub mod connection;
+pub mod error;
+pub mod partitioner;
+
+pub use connection::Connection;
+pub use error::ClientError;
+pub use partitioner::{murmur2, partition_for_key};

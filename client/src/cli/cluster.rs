@@ -1,0 +1,157 @@
+//! `brook cluster status`: a summary of Metadata.
+
+use std::io::Write;
+
+use brook_proto::v1::{MetadataRequest, MetadataResponse};
+
+use super::output_error;
+use crate::{ClientError, Connection};
+
+/// Prints the cluster id, the controller, each broker, and topic and partition counts (see
+/// [`write_status`]).
+pub async fn cluster_status(conn: &Connection, out: &mut impl Write) -> Result<(), ClientError> {
+    let metadata = conn
+        .broker()
+        .metadata(MetadataRequest { topics: vec![] })
+        .await?
+        .into_inner();
+    write_status(out, &metadata).map_err(output_error)
+}
+
+/// Writes the status as `key: value` lines, brokers sorted by node id:
+///
+/// ```text
+/// cluster id: 3f2a...
+/// controller: 1
+/// brokers: 2
+///   broker 1: 127.0.0.1:7400 (controller)
+///   broker 2: 127.0.0.1:7410
+/// topics: 2
+/// partitions: 4
+/// offline partitions: 0
+/// under-replicated partitions: 0
+/// ```
+///
+/// A partition is offline without a leader and under-replicated when its ISR is smaller than
+/// its replica list. A controller id below 0 prints as `none`.
+pub fn write_status(out: &mut impl Write, metadata: &MetadataResponse) -> std::io::Result<()> {
+    let cluster_id = if metadata.cluster_id.is_empty() {
+        "(unknown)"
+    } else {
+        &metadata.cluster_id
+    };
+    writeln!(out, "cluster id: {cluster_id}")?;
+    if metadata.controller_id < 0 {
+        writeln!(out, "controller: none")?;
+    } else {
+        writeln!(out, "controller: {}", metadata.controller_id)?;
+    }
+    let mut brokers = metadata.brokers.clone();
+    brokers.sort_by_key(|b| b.node_id);
+    writeln!(out, "brokers: {}", brokers.len())?;
+    for broker in &brokers {
+        let role = if broker.node_id == metadata.controller_id {
+            " (controller)"
+        } else {
+            ""
+        };
+        writeln!(out, "  broker {}: {}{role}", broker.node_id, broker.address)?;
+    }
+    let partitions = metadata.topics.iter().flat_map(|t| t.partitions.iter());
+    let (mut total, mut offline, mut under_replicated) = (0, 0, 0);
+    for p in partitions {
+        total += 1;
+        if p.leader < 0 {
+            offline += 1;
+        }
+        if p.isr.len() < p.replicas.len() {
+            under_replicated += 1;
+        }
+    }
+    writeln!(out, "topics: {}", metadata.topics.len())?;
+    writeln!(out, "partitions: {total}")?;
+    writeln!(out, "offline partitions: {offline}")?;
+    writeln!(out, "under-replicated partitions: {under_replicated}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brook_proto::v1::{BrokerInfo, PartitionMetadata, TopicMetadata};
+
+    fn partition(partition: u32, leader: i32, replicas: &[i32], isr: &[i32]) -> PartitionMetadata {
+        PartitionMetadata {
+            partition,
+            leader,
+            leader_epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn status_counts_brokers_topics_and_unhealthy_partitions() {
+        let metadata = MetadataResponse {
+            cluster_id: "c-1".into(),
+            controller_id: 2,
+            brokers: vec![
+                BrokerInfo {
+                    node_id: 2,
+                    address: "b2:7400".into(),
+                },
+                BrokerInfo {
+                    node_id: 1,
+                    address: "b1:7400".into(),
+                },
+            ],
+            topics: vec![
+                TopicMetadata {
+                    name: "a".into(),
+                    error_code: 0,
+                    error_message: String::new(),
+                    partitions: vec![
+                        partition(0, 1, &[1, 2], &[1, 2]),
+                        partition(1, 2, &[2, 1], &[2]),
+                    ],
+                },
+                TopicMetadata {
+                    name: "b".into(),
+                    error_code: 0,
+                    error_message: String::new(),
+                    partitions: vec![partition(0, -1, &[1], &[])],
+                },
+            ],
+        };
+        let mut out = Vec::new();
+        write_status(&mut out, &metadata).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "cluster id: c-1\n\
+             controller: 2\n\
+             brokers: 2\n\
+             \x20 broker 1: b1:7400\n\
+             \x20 broker 2: b2:7400 (controller)\n\
+             topics: 2\n\
+             partitions: 3\n\
+             offline partitions: 1\n\
+             under-replicated partitions: 2\n"
+        );
+    }
+
+    #[test]
+    fn status_of_an_empty_single_broker() {
+        let metadata = MetadataResponse {
+            cluster_id: String::new(),
+            controller_id: -1,
+            brokers: vec![],
+            topics: vec![],
+        };
+        let mut out = Vec::new();
+        write_status(&mut out, &metadata).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "cluster id: (unknown)\ncontroller: none\nbrokers: 0\ntopics: 0\npartitions: 0\n\
+             offline partitions: 0\nunder-replicated partitions: 0\n"
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! A fake broker for what the real one cannot do: it serves the `Broker` gRPC service on its
+//! own port and forwards every call to a real in-process broker, except that it can be told
+//! to answer produce requests with error codes. A single-node broker never returns
+//! `NOT_LEADER` nor `NOT_ENOUGH_REPLICAS` (it leads every partition and is the whole ISR), so
+//! the producer's retry of those codes can only be tested through this fake. It also counts
+//! the calls it forwarded, so a test knows when a consumer has its start offsets.
+//!
+//! The metadata it forwards names the real broker as the only one; with a single broker the
+//! client sends everything to its bootstrap connection, that is, to this fake.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use brook_proto::v1::broker_client::BrokerClient;
+use brook_proto::v1::broker_server::{Broker, BrokerServer};
+use brook_proto::v1::*;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+/// Largest message forwarded either way.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+struct State {
+    upstream: BrokerClient<Channel>,
+    produce_faults: Mutex<VecDeque<ErrorCode>>,
+    produce_requests: AtomicUsize,
+    list_offsets_requests: AtomicUsize,
+}
+
+/// A running fake in front of a real broker; stops serving when dropped.
+pub struct FakeBroker {
+    state: Arc<State>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for FakeBroker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl FakeBroker {
+    /// Starts a fake on an ephemeral port, forwarding to the broker at `upstream`.
+    pub async fn start(upstream: SocketAddr) -> FakeBroker {
+        let channel = Channel::from_shared(format!("http://{upstream}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            upstream: BrokerClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            produce_faults: Mutex::new(VecDeque::new()),
+            produce_requests: AtomicUsize::new(0),
+            list_offsets_requests: AtomicUsize::new(0),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let service = BrokerServer::new(Service(state.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        FakeBroker {
+            state,
+            addr,
+            stop: Some(stop),
+        }
+    }
+
+    /// The next produce requests, one per code, are answered with that code for every
+    /// partition (message `injected`) instead of being forwarded: nothing is appended.
+    pub fn fail_produce(&self, codes: &[ErrorCode]) {
+        self.state
+            .produce_faults
+            .lock()
+            .unwrap()
+            .extend(codes.iter().copied());
+    }
+
+    /// Produce requests received, failed or forwarded.
+    pub fn produce_requests(&self) -> usize {
+        self.state.produce_requests.load(Ordering::SeqCst)
+    }
+
+    /// ListOffsets requests answered.
+    pub fn list_offsets_requests(&self) -> usize {
+        self.state.list_offsets_requests.load(Ordering::SeqCst)
+    }
+}
+
+struct Service(Arc<State>);
+
+impl Service {
+    fn upstream(&self) -> BrokerClient<Channel> {
+        self.0.upstream.clone()
+    }
+}
+
+#[tonic::async_trait]
+impl Broker for Service {
+    async fn produce(
+        &self,
+        request: Request<ProduceRequest>,
+    ) -> Result<Response<ProduceResponse>, Status> {
+        self.0.produce_requests.fetch_add(1, Ordering::SeqCst);
+        let request = request.into_inner();
+        let fault = self.0.produce_faults.lock().unwrap().pop_front();
+        let Some(fault) = fault else {
+            return forward(self.upstream().produce(request).await);
+        };
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|t| TopicProduceResponse {
+                topic: t.topic,
+                partitions: t
+                    .partitions
+                    .into_iter()
+                    .map(|p| PartitionProduceResponse {
+                        partition: p.partition,
+                        error_code: fault as i32,
+                        error_message: "injected".into(),
+                        base_offset: -1,
+                        log_append_time_ms: -1,
+                        log_start_offset: 0,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(ProduceResponse { topics }))
+    }
+
+    async fn fetch(
+        &self,
+        request: Request<FetchRequest>,
+    ) -> Result<Response<FetchResponse>, Status> {
+        forward(self.upstream().fetch(request.into_inner()).await)
+    }
+
+    async fn list_offsets(
+        &self,
+        request: Request<ListOffsetsRequest>,
+    ) -> Result<Response<ListOffsetsResponse>, Status> {
+        let response = forward(self.upstream().list_offsets(request.into_inner()).await);
+        // Counted once the broker answered: a test waiting for the count knows the offsets
+        // the consumer starts from.
+        self.0.list_offsets_requests.fetch_add(1, Ordering::SeqCst);
+        response
+    }
+
+    async fn metadata(
+        &self,
+        request: Request<MetadataRequest>,
+    ) -> Result<Response<MetadataResponse>, Status> {
+        forward(self.upstream().metadata(request.into_inner()).await)
+    }
+}
+
+/// The broker's answer as this fake's own (its message only, not the broker's headers).
+fn forward<T>(answer: Result<Response<T>, Status>) -> Result<Response<T>, Status> {
+    answer.map(|response| Response::new(response.into_inner()))
+}
