@@ -178,6 +178,15 @@ async fn client(addr: std::net::SocketAddr) -> BrokerClient<Channel> {
         .max_encoding_message_size(256 << 20)
 }
 
+/// One client (its own HTTP/2 connection) per partition.
+async fn connections(addr: std::net::SocketAddr, n: u32) -> Vec<BrokerClient<Channel>> {
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        out.push(client(addr).await);
+    }
+    out
+}
+
 async fn create_topic(addr: std::net::SocketAddr, name: &str, partitions: u32, flush: FlushPolicy) {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
@@ -235,10 +244,7 @@ async fn grpc_produce_run(
     partitions: u32,
     window: usize,
 ) -> Duration {
-    let mut clients = Vec::new();
-    for _ in 0..partitions {
-        clients.push(client(addr).await);
-    }
+    let clients = connections(addr, partitions).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (p, c) in clients.into_iter().enumerate() {
@@ -269,10 +275,7 @@ async fn grpc_fetch_run(
     partitions: u32,
     expect_bytes_per_partition: u64,
 ) -> Duration {
-    let mut clients = Vec::new();
-    for _ in 0..partitions {
-        clients.push(client(addr).await);
-    }
+    let clients = connections(addr, partitions).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (p, mut c) in clients.into_iter().enumerate() {

@@ -37,7 +37,6 @@ pub struct BrokerConfig {
     /// Identity, listeners, request limits and timeouts.
     pub server: ServerConfig,
     /// Storage settings of new topics, unless their topic configs override them.
-    #[serde(with = "log_section")]
     pub log: LogConfig,
     /// The background retention task.
     pub retention: RetentionConfig,
@@ -462,107 +461,6 @@ impl EnvOverride {
             key,
             parsed,
         }))
-    }
-}
-
-/// The `[log]` section: [`LogConfig`] with `-1` for the settings that can be unlimited.
-mod log_section {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use crate::log::{FlushPolicy, LogConfig};
-
-    /// Mirrors [`LogConfig`]; the conversions name every field, so a field added there fails
-    /// to compile here until it is added.
-    #[derive(Serialize, Deserialize)]
-    #[serde(default, deny_unknown_fields)]
-    struct LogSection {
-        segment_bytes: u64,
-        segment_ms: Unlimited,
-        index_interval_bytes: u32,
-        max_index_bytes: u32,
-        retention_bytes: Unlimited,
-        retention_ms: Unlimited,
-        flush: FlushPolicy,
-        max_batch_bytes: u32,
-    }
-
-    impl Default for LogSection {
-        fn default() -> Self {
-            LogSection::from(&LogConfig::default())
-        }
-    }
-
-    impl From<&LogConfig> for LogSection {
-        fn from(c: &LogConfig) -> Self {
-            let LogConfig {
-                segment_bytes,
-                segment_ms,
-                index_interval_bytes,
-                max_index_bytes,
-                retention_bytes,
-                retention_ms,
-                flush,
-                max_batch_bytes,
-            } = *c;
-            LogSection {
-                segment_bytes,
-                segment_ms: Unlimited(segment_ms),
-                index_interval_bytes,
-                max_index_bytes,
-                retention_bytes: Unlimited(retention_bytes),
-                retention_ms: Unlimited(retention_ms),
-                flush,
-                max_batch_bytes,
-            }
-        }
-    }
-
-    impl From<LogSection> for LogConfig {
-        fn from(s: LogSection) -> Self {
-            LogConfig {
-                segment_bytes: s.segment_bytes,
-                segment_ms: s.segment_ms.0,
-                index_interval_bytes: s.index_interval_bytes,
-                max_index_bytes: s.max_index_bytes,
-                retention_bytes: s.retention_bytes.0,
-                retention_ms: s.retention_ms.0,
-                flush: s.flush,
-                max_batch_bytes: s.max_batch_bytes,
-            }
-        }
-    }
-
-    /// `None` is written `-1`.
-    #[derive(Clone, Copy)]
-    struct Unlimited(Option<u64>);
-
-    impl Serialize for Unlimited {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            match self.0 {
-                None => s.serialize_i64(-1),
-                Some(v) => s.serialize_u64(v),
-            }
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Unlimited {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            match i64::deserialize(d)? {
-                -1 => Ok(Unlimited(None)),
-                v if v >= 0 => Ok(Unlimited(Some(v as u64))),
-                v => Err(serde::de::Error::custom(format!(
-                    "{v} is invalid: use -1 for unlimited or a number from 0"
-                ))),
-            }
-        }
-    }
-
-    pub(super) fn serialize<S: Serializer>(config: &LogConfig, s: S) -> Result<S::Ok, S::Error> {
-        LogSection::from(config).serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LogConfig, D::Error> {
-        LogSection::deserialize(d).map(LogConfig::from)
     }
 }
 

@@ -91,6 +91,29 @@ pub enum ConfigError {
     },
 }
 
+/// Serde for the settings that can be unlimited: `None` is written `-1` (Kafka's convention,
+/// and TOML has no null), so a file can say "unlimited" instead of leaving the default.
+mod unlimited {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_i64(-1),
+            Some(v) => s.serialize_u64(*v),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match i64::deserialize(d)? {
+            -1 => Ok(None),
+            v if v >= 0 => Ok(Some(v as u64)),
+            v => Err(serde::de::Error::custom(format!(
+                "{v} is invalid: use -1 for unlimited or a number from 0"
+            ))),
+        }
+    }
+}
+
 /// Storage settings of one log. Defaults follow Kafka's where Kafka has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -100,6 +123,7 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// Roll the active segment once its first batch is this old (Kafka `segment.ms`, default
     /// 7 days). `None`: never by age.
+    #[serde(with = "unlimited")]
     pub segment_ms: Option<u64>,
     /// Bytes of log between two index entries (Kafka `index.interval.bytes`, 4096).
     pub index_interval_bytes: u32,
@@ -107,9 +131,11 @@ pub struct LogConfig {
     pub max_index_bytes: u32,
     /// Delete the oldest sealed segments while the log is larger than this. `None`: no limit
     /// (Kafka `retention.bytes`, default -1).
+    #[serde(with = "unlimited")]
     pub retention_bytes: Option<u64>,
     /// Delete sealed segments whose newest record is older than this (Kafka `retention.ms`,
     /// default 7 days). `None`: keep forever.
+    #[serde(with = "unlimited")]
     pub retention_ms: Option<u64>,
     /// When appends reach the disk.
     pub flush: FlushPolicy,
