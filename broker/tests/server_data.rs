@@ -66,6 +66,41 @@ async fn several_batches_in_one_request_append_in_order() {
 }
 
 #[tokio::test]
+async fn acks_none_answers_without_an_offset_and_keeps_request_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(config(dir.path())).await;
+    let mut c = clients(&b).await;
+    create_topic(&mut c, "t", 1, &[]).await;
+    for i in 0..50 {
+        let mut req = produce_request("t", 0, batch(&[format!("n{i}")]));
+        req.acks = Acks::None as i32;
+        let res = c.broker.produce(req).await.unwrap().into_inner();
+        let p = &res.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code(), p.base_offset, p.log_append_time_ms),
+            (ErrorCode::None, -1, -1)
+        );
+    }
+    // An acks=all produce after them lands after all of them.
+    assert_eq!(
+        produce(&mut c, "t", 0, &values("last", 1))
+            .await
+            .base_offset,
+        50
+    );
+    let got: Vec<String> = read_partition(&mut c, "t", 0, 0)
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    let mut want: Vec<String> = (0..50).map(|i| format!("n{i}")).collect();
+    want.push("last-0".into());
+    assert_eq!(got, want);
+    b.shutdown();
+    b.wait().await.unwrap();
+}
+
+#[tokio::test]
 async fn long_poll_wakes_on_append_and_times_out_without_one() {
     let dir = tempfile::tempdir().unwrap();
     let b = start(config(dir.path())).await;

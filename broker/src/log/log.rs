@@ -238,15 +238,32 @@ impl Log {
         header: BatchHeader,
         leader_epoch: LeaderEpoch,
     ) -> Result<AppendInfo, LogError> {
-        self.call(|reply| {
-            Command::Append(AppendRequest {
-                batch,
-                header,
-                leader_epoch: leader_epoch.0,
-                reply,
-            })
-        })
-        .await
+        let reply = self.enqueue_validated(batch, header, leader_epoch).await?;
+        reply.await.map_err(|_| self.closed())?
+    }
+
+    /// Queues a validated batch for the writer and returns where its outcome will arrive.
+    /// Batches queued one after another are appended in that order, so a caller can queue
+    /// several before waiting for any.
+    pub(crate) async fn enqueue_validated(
+        &self,
+        batch: Bytes,
+        header: BatchHeader,
+        leader_epoch: LeaderEpoch,
+    ) -> Result<oneshot::Receiver<Result<AppendInfo, LogError>>, LogError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Append(AppendRequest {
+            batch,
+            header,
+            leader_epoch: leader_epoch.0,
+            reply,
+        });
+        self.inner
+            .tx
+            .send_async(cmd)
+            .await
+            .map_err(|_| self.closed())?;
+        Ok(rx)
     }
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` (but at least one

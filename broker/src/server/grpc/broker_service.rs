@@ -99,13 +99,25 @@ async fn produce_partition(
         }
     }
     let bytes: u64 = checked.iter().map(|(b, _)| b.len() as u64).sum();
-    let log = partition.log().clone();
+    // Queue every batch before waiting for any: they are appended in request order, and with
+    // acks=none the answer goes out once they are queued.
+    let log = partition.log();
+    let mut pending = Vec::with_capacity(checked.len());
+    for (b, h) in checked {
+        match log.enqueue_validated(b, h, LeaderEpoch(0)).await {
+            Ok(rx) => pending.push(rx),
+            Err(e) => return fail(log_error_code(&e), e.to_string()),
+        }
+    }
     let topic = partition.topic().to_string();
-    let append = async move {
+    let dir = log.dir().to_path_buf();
+    let outcome = async move {
         let mut first = None;
         let mut messages = 0u64;
-        for (b, h) in checked {
-            let info = log.append_validated(b, h, LeaderEpoch(0)).await?;
+        for rx in pending {
+            let info = rx
+                .await
+                .map_err(|_| LogError::Closed { path: dir.clone() })??;
             messages += (info.last_offset.0 - info.base_offset.0 + 1) as u64;
             first.get_or_insert(info);
         }
@@ -115,7 +127,7 @@ async fn produce_partition(
     };
     if !wait {
         tokio::spawn(async move {
-            if let Err(e) = append.await {
+            if let Err(e) = outcome.await {
                 tracing::warn!(cause = %e, "acks=none append failed");
             }
         });
@@ -125,7 +137,7 @@ async fn produce_partition(
             append_time: -1,
         };
     }
-    match append.await {
+    match outcome.await {
         Ok(info) => PartitionOutcome {
             error: None,
             base_offset: info.base_offset.0,
