@@ -187,6 +187,8 @@ fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidPartitions => "invalid partition count",
         ErrorCode::InvalidReplicationFactor => "the cluster cannot provide the replication factor",
         ErrorCode::RequestTimedOut => "the operation did not complete within the timeout",
+        ErrorCode::InvalidProducerEpoch => "a newer instance of this producer took over (fenced)",
+        ErrorCode::UnknownProducerId => "the producer id was never handed out by this cluster",
     }
 }
 

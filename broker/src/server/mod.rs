@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{BrokerConfig, BrokerConfigError};
 use crate::log::LogError;
-use crate::partition::{Registry, RegistryError};
+use crate::partition::{ProducerIds, Registry, RegistryError};
 use grpc::{AdminService, BrokerService};
 
 /// HTTP/2 flow-control window per stream (bytes).
@@ -48,6 +48,8 @@ pub struct BrokerContext {
     pub config: BrokerConfig,
     /// Topics and partitions.
     pub registry: Registry,
+    /// Idempotent producers' ids.
+    pub producer_ids: ProducerIds,
     /// The bound gRPC address (advertised in metadata).
     pub grpc_addr: SocketAddr,
     /// Cancelled when the broker shuts down.
@@ -131,6 +133,7 @@ pub async fn start(
         config.server.max_partitions_per_topic,
     )
     .await?;
+    let producer_ids = ProducerIds::open(&config.server.data_dir).map_err(RegistryError::from)?;
     let grpc_listener = bind("gRPC", config.server.listen).await?;
     let http_listener = bind("HTTP", config.server.http_listen).await?;
     let grpc_addr = grpc_listener
@@ -150,6 +153,7 @@ pub async fn start(
     let ctx = Arc::new(BrokerContext {
         config,
         registry,
+        producer_ids,
         grpc_addr,
         shutdown: shutdown.clone(),
         ready: AtomicBool::new(false),

@@ -172,6 +172,13 @@ impl Broker for Service {
     ) -> Result<Response<MetadataResponse>, Status> {
         forward(self.upstream().metadata(request.into_inner()).await)
     }
+
+    async fn init_producer_id(
+        &self,
+        request: Request<InitProducerIdRequest>,
+    ) -> Result<Response<InitProducerIdResponse>, Status> {
+        forward(self.upstream().init_producer_id(request.into_inner()).await)
+    }
 }
 
 /// The broker's answer as this fake's own (its message only, not the broker's headers).

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::error_code::log_error_code;
 use crate::log::{Log, LogError};
-use crate::partition::{Partition, Registry};
+use crate::partition::{Partition, ProducerIdError, Registry};
 use crate::server::BrokerContext;
 
 /// Implements `brook.v1.Broker`.
@@ -346,6 +346,18 @@ impl Broker for BrokerService {
         Ok(Response::new(ListOffsetsResponse { topics }))
     }
 
+    async fn init_producer_id(
+        &self,
+        request: Request<InitProducerIdRequest>,
+    ) -> Result<Response<InitProducerIdResponse>, Status> {
+        let ctx = self.ctx.clone();
+        let req = request.into_inner();
+        let res = tokio::task::spawn_blocking(move || init_producer(&ctx, req))
+            .await
+            .map_err(|e| Status::internal(format!("producer id task failed: {e}")))?;
+        Ok(Response::new(res))
+    }
+
     async fn metadata(
         &self,
         request: Request<MetadataRequest>,
@@ -394,6 +406,30 @@ impl Broker for BrokerService {
             }],
             topics,
         }))
+    }
+}
+
+fn init_producer(ctx: &BrokerContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    match ctx.producer_ids.init(req.producer_id, req.producer_epoch) {
+        Ok((producer_id, epoch)) => InitProducerIdResponse {
+            error_code: ErrorCode::None as i32,
+            error_message: String::new(),
+            producer_id,
+            producer_epoch: i32::from(epoch),
+        },
+        Err(e) => {
+            let code = match e {
+                ProducerIdError::Unknown { .. } => ErrorCode::UnknownProducerId,
+                ProducerIdError::EpochOutOfRange { .. } => ErrorCode::InvalidProducerEpoch,
+                ProducerIdError::Storage(_) => ErrorCode::StorageError,
+            };
+            InitProducerIdResponse {
+                error_code: code as i32,
+                error_message: e.to_string(),
+                producer_id: -1,
+                producer_epoch: -1,
+            }
+        }
     }
 }
 
