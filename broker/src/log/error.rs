@@ -23,6 +23,10 @@ pub enum LogError {
     /// The appended batch is malformed; nothing was written.
     #[error("invalid batch: {0}")]
     InvalidBatch(#[from] BatchError),
+    /// An idempotent producer's batch is out of sequence or from a fenced epoch; nothing
+    /// was written.
+    #[error(transparent)]
+    Sequence(#[from] super::SequenceError),
     /// A read or truncation named an offset outside the log.
     #[error("offset {offset} is out of range: the log holds offsets {start} to {end} (exclusive)")]
     OffsetOutOfRange {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{oneshot, watch};
 
+use super::producer_state::snapshots;
 use super::recovery::recover;
 use super::retention::RetentionOutcome;
 use super::segment::TimestampOffset;
@@ -142,8 +143,10 @@ impl Log {
             end_tx,
         });
         tracing::info!(dir = %dir.display(), start, end, "opened log");
+        let producers = snapshots::load(&dir, &shared.segments(), end)?;
         let writer = Writer {
             shared: shared.clone(),
+            producers,
             active,
             indexer: recovered.indexer,
             checkpoint: recovered.checkpoint,

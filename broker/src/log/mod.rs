@@ -33,6 +33,7 @@ mod indexer;
 mod log;
 mod log_config;
 mod offset_index;
+pub mod producer_state;
 mod recovery;
 pub mod retention;
 mod segment;
@@ -48,6 +49,7 @@ pub use log_config::{
     ConfigError, FlushPolicy, LogConfig, MAX_BATCH_BYTES_LIMIT, MAX_SEGMENT_BYTES,
 };
 pub use offset_index::{IndexEntry, OFFSET_ENTRY_SIZE, OffsetIndex};
+pub use producer_state::{ProducerState, SequenceError};
 pub use recovery::CHECKPOINT_FILE;
 pub(crate) use recovery::write_atomically;
 pub use retention::RetentionOutcome;

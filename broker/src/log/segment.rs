@@ -265,6 +265,25 @@ impl Segment {
         Ok(None)
     }
 
+    /// Calls `visit` with the header of every batch from the one holding `offset` to the
+    /// segment's end, reading headers only.
+    pub(crate) fn for_each_header(
+        &self,
+        offset: i64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), LogError> {
+        let size = self.size();
+        let Some((mut pos, _)) = self.locate(offset)? else {
+            return Ok(());
+        };
+        while pos < size {
+            let header = self.header_at(pos, size)?;
+            visit(&header);
+            pos += header.total_size() as u64;
+        }
+        Ok(())
+    }
+
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes` in all but
     /// always at least one batch. `None` when the segment ends before `offset`.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<Bytes>, LogError> {

@@ -23,10 +23,11 @@ use tokio::sync::oneshot;
 
 use super::indexer::Indexer;
 use super::log::{AppendInfo, Shared};
+use super::producer_state::{SequenceCheck, snapshots};
 use super::recovery::{RecoveryCheckpoint, create_segment, fsync_dir, open_active};
 use super::retention::{RetentionOutcome, SegmentMeta, segments_to_delete};
 use super::segment::segment_paths;
-use super::{DirLock, FlushPolicy, LogError, Segment};
+use super::{DirLock, FlushPolicy, LogError, ProducerState, Segment};
 
 /// Most commands taken from the channel in one round.
 const MAX_GROUP: usize = 1024;
@@ -57,6 +58,8 @@ pub(crate) enum Command {
 
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
+    /// Idempotent producers' last batches (see `producer_state`).
+    pub producers: ProducerState,
     pub active: Arc<Segment>,
     pub indexer: Indexer,
     pub checkpoint: Option<RecoveryCheckpoint>,
@@ -237,7 +240,7 @@ impl Writer {
         }
         let always = matches!(self.shared.config().flush, FlushPolicy::Always);
         let now = self.now();
-        let mut rest = std::mem::take(appends);
+        let (mut rest, duplicates) = self.check_sequences(std::mem::take(appends), now);
         let mut synced_later: Vec<(Reply<AppendInfo>, AppendInfo)> = Vec::new();
         let mut failure: Option<String> = self.failed.clone();
         while failure.is_none() && !rest.is_empty() {
@@ -264,6 +267,9 @@ impl Writer {
             match self.write_chunk(&chunk, now) {
                 Ok(infos) => {
                     for (a, info) in chunk.into_iter().zip(infos) {
+                        let mut h = a.header;
+                        h.base_offset = info.base_offset.0;
+                        self.producers.record(&h, info.log_append_time_ms);
                         if always {
                             synced_later.push((a.reply, info));
                         } else {
@@ -284,7 +290,15 @@ impl Writer {
             for a in rest {
                 let _ = a.reply.send(Err(self.write_failed(cause)));
             }
+            // A duplicate may point at a batch of this group that was not written.
+            for (reply, _) in duplicates {
+                let _ = reply.send(Err(self.write_failed(cause)));
+            }
+            return;
         }
+        // Duplicates are answered with the original batch's offsets once this group is
+        // written (and, under `always`, synced): the original may be part of it.
+        synced_later.extend(duplicates);
         if always {
             if synced_later.is_empty() {
                 return;
@@ -303,8 +317,54 @@ impl Writer {
                 }
             }
         } else {
+            for (reply, info) in synced_later {
+                let _ = reply.send(Ok(info));
+            }
             self.flush_if_due();
         }
+    }
+
+    /// Sorts a group by producer state: out-of-sequence and fenced batches are answered with
+    /// their error at once; duplicates are set aside with their original offsets; the rest is
+    /// returned to be written. Decisions see the group's earlier batches (their offsets are
+    /// known in advance: appends are written in order), but the state itself changes only
+    /// once a batch is written.
+    #[allow(clippy::type_complexity)]
+    fn check_sequences(
+        &self,
+        appends: Vec<AppendRequest>,
+        now: i64,
+    ) -> (Vec<AppendRequest>, Vec<(Reply<AppendInfo>, AppendInfo)>) {
+        if appends.iter().all(|a| a.header.producer_id < 0) {
+            return (appends, Vec::new());
+        }
+        let mut tentative = self.producers.clone();
+        let mut next = self.indexer.next_offset;
+        let mut keep = Vec::with_capacity(appends.len());
+        let mut duplicates = Vec::new();
+        for a in appends {
+            match tentative.check(&a.header) {
+                Ok(SequenceCheck::Append) => {
+                    let mut h = a.header;
+                    h.base_offset = next;
+                    tentative.record(&h, now);
+                    next = h.next_offset();
+                    keep.push(a);
+                }
+                Ok(SequenceCheck::Duplicate(m)) => duplicates.push((
+                    a.reply,
+                    AppendInfo {
+                        base_offset: Offset(m.base_offset),
+                        last_offset: Offset(m.last_offset),
+                        log_append_time_ms: m.append_time_ms,
+                    },
+                )),
+                Err(e) => {
+                    let _ = a.reply.send(Err(LogError::Sequence(e)));
+                }
+            }
+        }
+        (keep, duplicates)
     }
 
     fn write_failed(&self, cause: &str) -> LogError {
@@ -472,6 +532,7 @@ impl Writer {
         self.shared
             .flushed
             .store(self.indexer.next_offset, Ordering::Release);
+        snapshots::write(&self.shared.dir, self.indexer.next_offset, &self.producers)?;
         self.write_checkpoint()
     }
 
@@ -507,7 +568,9 @@ impl Writer {
                 remove_segment_files(&dir, seg.base_offset())?;
             }
             let (segment, indexer) = create_segment(&dir, target, &self.shared.config())?;
-            return Ok(self.replace_tail(0, segment, indexer, true));
+            let end = self.replace_tail(0, segment, indexer, true);
+            self.reload_producers()?;
+            return Ok(end);
         }
         let i = segments.partition_point(|s| s.base_offset() <= target) - 1;
         let seg = segments[i].clone();
@@ -551,7 +614,9 @@ impl Writer {
         }
         let (segment, indexer) = open_active(&dir, seg.base_offset(), &self.shared.config(), keep)?;
         debug_assert_eq!(indexer.next_offset, header.base_offset);
-        Ok(self.replace_tail(i, segment, indexer, false))
+        let end = self.replace_tail(i, segment, indexer, false);
+        self.reload_producers()?;
+        Ok(end)
     }
 
     /// Makes `segment` the active one in place of segments `i..`.
@@ -579,6 +644,15 @@ impl Writer {
         self.shared.flushed.fetch_min(end, Ordering::AcqRel);
         self.shared.publish_end(end);
         Offset(end)
+    }
+
+    /// Rebuilds the producer state after a truncation: snapshots past the new end go, the
+    /// rest is replayed from the log.
+    fn reload_producers(&mut self) -> Result<(), LogError> {
+        let end = self.indexer.next_offset;
+        snapshots::remove_above(&self.shared.dir, end)?;
+        self.producers = snapshots::load(&self.shared.dir, &self.shared.segments(), end)?;
+        Ok(())
     }
 
     fn retention(&mut self) -> Result<RetentionOutcome, LogError> {
@@ -636,6 +710,7 @@ impl Writer {
         self.shared
             .flushed
             .store(self.indexer.next_offset, Ordering::Release);
+        snapshots::write(&self.shared.dir, self.indexer.next_offset, &self.producers)?;
         self.write_checkpoint()
     }
 }

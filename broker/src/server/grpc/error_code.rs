@@ -3,7 +3,7 @@
 use brook_proto::BatchError;
 use brook_proto::v1::ErrorCode;
 
-use crate::log::LogError;
+use crate::log::{LogError, SequenceError};
 use crate::partition::AdminError;
 
 /// The code a client sees for a log error.
@@ -12,6 +12,8 @@ pub fn log_error_code(err: &LogError) -> ErrorCode {
         LogError::InvalidBatch(BatchError::TooLarge { .. }) => ErrorCode::BatchTooLarge,
         LogError::InvalidBatch(_) => ErrorCode::CorruptBatch,
         LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        LogError::Sequence(SequenceError::OutOfOrder { .. }) => ErrorCode::OutOfOrderSequence,
+        LogError::Sequence(SequenceError::Fenced { .. }) => ErrorCode::InvalidProducerEpoch,
         // A closed log belongs to a topic being deleted (or a broker shutting down).
         LogError::Closed { .. } => ErrorCode::UnknownTopicOrPartition,
         LogError::Config(_) => ErrorCode::InvalidConfig,
