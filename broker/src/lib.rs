@@ -8,9 +8,13 @@
 //!   retention scheduling, graceful shutdown.
 //! - [`config`]: the broker's configuration (TOML file, `BROOK_<SECTION>_<KEY>` overrides).
 //!
-//! Replication, the controller and consumer groups join as their issues land.
+//! - [`group`]: consumer-group membership and assignment (KIP-848 style), as pure state
+//!   machines; the coordinator service that drives them joins next.
+//!
+//! Replication and the controller join as their issues land.
 
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod partition;
 pub mod server;
