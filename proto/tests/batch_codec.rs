@@ -710,7 +710,7 @@ fn unknown_codec_is_unknown_compression() {
 }
 
 #[test]
-fn compressed_batch_validates_but_its_records_are_compression_unsupported() {
+fn records_labelled_with_a_codec_they_were_not_compressed_with_fail_to_decompress() {
     let bytes = build(&three_records());
     for (codec, name) in [
         (Compression::Gzip, "gzip"),
@@ -718,12 +718,13 @@ fn compressed_batch_validates_but_its_records_are_compression_unsupported() {
         (Compression::Lz4, "lz4"),
         (Compression::Zstd, "zstd"),
     ] {
-        let compressed = patched(&bytes, |b| put_i16(b, layout::ATTRIBUTES, codec.id()));
-        let batch = RecordBatch::new(compressed, MAX).unwrap();
+        let relabelled = patched(&bytes, |b| put_i16(b, layout::ATTRIBUTES, codec.id()));
+        // The broker's checks pass: the CRC covers the bytes as they are.
+        let batch = RecordBatch::new(relabelled, MAX).unwrap();
         assert_eq!(batch.header().compression(), codec);
         assert_eq!(
             batch.records().err(),
-            Some(BatchError::CompressionUnsupported { codec: name })
+            Some(BatchError::Decompression { codec: name })
         );
     }
 }
@@ -1359,8 +1360,12 @@ fn error_messages_name_the_value_and_the_limit() {
             "unknown compression codec 6: valid codecs are 0 to 4",
         ),
         (
-            BatchError::CompressionUnsupported { codec: "zstd" },
-            "cannot read records compressed with zstd: this build reads uncompressed batches",
+            BatchError::Decompression { codec: "zstd" },
+            "cannot decompress the records: not valid zstd data",
+        ),
+        (
+            BatchError::DecompressedTooLarge { limit: 67_108_864 },
+            "records decompress to more than the limit of 67108864 bytes",
         ),
         (
             BatchError::NegativeRecordCount { count: -3 },

@@ -59,11 +59,19 @@ pub enum BatchError {
         /// The attribute bits 0-2.
         codec: u8,
     },
-    /// The records of a compressed batch were asked for, and this build cannot decompress.
-    #[error("cannot read records compressed with {codec}: this build reads uncompressed batches")]
-    CompressionUnsupported {
-        /// The codec's name.
+    /// The records section of a compressed batch is not a valid stream of its codec (it is
+    /// corrupt, truncated, has bytes past its end, or was compressed with another codec).
+    #[error("cannot decompress the records: not valid {codec} data")]
+    Decompression {
+        /// The codec's name, as in Kafka's `compression.type`.
         codec: &'static str,
+    },
+    /// The records section of a compressed batch expands past the decompression limit (a
+    /// decompression bomb, or a batch built for a reader with a larger limit).
+    #[error("records decompress to more than the limit of {limit} bytes")]
+    DecompressedTooLarge {
+        /// The limit in force, in decompressed bytes.
+        limit: usize,
     },
     /// `recordsCount` is negative.
     #[error("records count {count} is negative")]
@@ -93,8 +101,9 @@ pub enum BatchError {
     MalformedRecord {
         /// Index of the record in the batch.
         index: i32,
-        /// Byte position in the batch where the failing field starts (for trailing bytes, the
-        /// first byte left over).
+        /// Byte position where the failing field starts (for trailing bytes, the first byte left
+        /// over), counted in the batch's uncompressed form: for a compressed batch, 61 (the
+        /// header's size) plus the position in the decompressed records section.
         position: usize,
         /// The field that could not be decoded.
         field: RecordField,

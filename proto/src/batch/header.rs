@@ -1,59 +1,7 @@
 //! The fixed 61-byte batch header: parsing, validation, stamping.
 
-use super::BatchError;
 use super::layout::*;
-
-/// Compression codec, attribute bits 0-2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Compression {
-    /// Records stored as they are.
-    #[default]
-    None,
-    /// gzip.
-    Gzip,
-    /// Snappy.
-    Snappy,
-    /// LZ4 frame.
-    Lz4,
-    /// Zstandard.
-    Zstd,
-}
-
-impl Compression {
-    /// The codec named by attribute bits 0-2.
-    pub fn from_attributes(attributes: i16) -> Result<Self, BatchError> {
-        match (attributes & 0x07) as u8 {
-            0 => Ok(Compression::None),
-            1 => Ok(Compression::Gzip),
-            2 => Ok(Compression::Snappy),
-            3 => Ok(Compression::Lz4),
-            4 => Ok(Compression::Zstd),
-            codec => Err(BatchError::UnknownCompression { codec }),
-        }
-    }
-
-    /// The codec's attribute bits.
-    pub fn id(self) -> i16 {
-        match self {
-            Compression::None => 0,
-            Compression::Gzip => 1,
-            Compression::Snappy => 2,
-            Compression::Lz4 => 3,
-            Compression::Zstd => 4,
-        }
-    }
-
-    /// Lower-case name, as in Kafka's `compression.type`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
+use super::{BatchError, Compression};
 
 /// The decoded fixed header of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,42 +195,6 @@ pub fn stamp(batch_prefix: &[u8], base_offset: i64, leader_epoch: i32) -> [u8; M
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const CODECS: [(i16, Compression, &str); 5] = [
-        (0, Compression::None, "none"),
-        (1, Compression::Gzip, "gzip"),
-        (2, Compression::Snappy, "snappy"),
-        (3, Compression::Lz4, "lz4"),
-        (4, Compression::Zstd, "zstd"),
-    ];
-
-    #[test]
-    fn from_attributes_reads_each_codec_from_bits_0_to_2() {
-        for (bits, codec, _) in CODECS {
-            assert_eq!(Compression::from_attributes(bits), Ok(codec));
-            // Timestamp type, transactional and control bits do not change the codec.
-            assert_eq!(Compression::from_attributes(bits | 0x0038), Ok(codec));
-            assert_eq!(Compression::from_attributes(bits | i16::MIN), Ok(codec));
-        }
-    }
-
-    #[test]
-    fn from_attributes_rejects_codecs_5_to_7() {
-        for codec in 5u8..=7 {
-            let bits = i16::from(codec);
-            let want = Err(BatchError::UnknownCompression { codec });
-            assert_eq!(Compression::from_attributes(bits), want);
-            assert_eq!(Compression::from_attributes(bits | 0x7ff8), want);
-        }
-    }
-
-    #[test]
-    fn id_and_name_match_kafka() {
-        for (bits, codec, name) in CODECS {
-            assert_eq!((codec.id(), codec.name()), (bits, name));
-        }
-        assert_eq!(Compression::default(), Compression::None);
-    }
 
     #[test]
     fn compression_of_a_header_follows_its_attributes() {

@@ -27,15 +27,41 @@
 //! varint, `keyLength` varint (-1 = null), key, `valueLength` varint (-1 = null), value,
 //! `headersCount` varint, then per header `keyLength` varint, key, `valueLength` varint, value.
 //! Varints are zig-zag encoded as in protobuf's `sint32`/`sint64`.
+//!
+//! Compression ([`Compression`], attribute bits 0-2) covers the records section only, as one
+//! blob: a compressed batch is the same 61-byte header followed by the compressed records, and
+//! the header's counts, timestamps and CRC stay as they are (the CRC covers the compressed
+//! bytes, so a broker checks a batch without decompressing it). [`BatchBuilder::compression`]
+//! picks the codec; [`RecordBatch::records`] decompresses into one new buffer, up to
+//! [`DEFAULT_MAX_DECOMPRESSED_BYTES`] (or the limit given to
+//! [`RecordBatch::records_with_limit`]), and the records are slices of it. Each codec's
+//! format is Kafka's:
+//!
+//! ```text
+//! codec   bits  records section
+//! none       0  the records as they are
+//! gzip       1  one gzip member (level 6); concatenated members are read too
+//! snappy     2  snappy-java ("xerial") framing: "\x82SNAPPY\0", i32 1, i32 1, then per
+//!               32 KiB of input an i32 length and a raw snappy block; a single raw snappy
+//!               block is read too
+//! lz4        3  an LZ4 frame, 64 KiB independent blocks
+//! zstd       4  one zstd frame (level 3) with its content size; several frames are read too
+//! ```
+//!
+//! Layout by file: `header.rs` the fixed header, `compression.rs` the codec names,
+//! `codec.rs` the compressed formats, `builder.rs` and `reader.rs` the records.
 
 mod builder;
+mod codec;
+mod compression;
 mod error;
 mod header;
 mod reader;
 
 pub use builder::BatchBuilder;
+pub use compression::{Compression, ParseCompressionError};
 pub use error::{BatchError, RecordField};
-pub use header::{BatchHeader, Compression, stamp};
+pub use header::{BatchHeader, stamp};
 pub use reader::{Batches, Header, Record, RecordBatch, Records};
 
 /// Byte offsets of the header fields.
@@ -77,3 +103,8 @@ pub mod layout {
 /// Largest batch accepted when no tighter limit is configured (Kafka's `message.max.bytes`
 /// default is about 1 MiB; Brook's per-topic limit defaults to the same).
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Largest records section [`RecordBatch::records`] decompresses a compressed batch to. Far
+/// above what a batch within [`DEFAULT_MAX_BATCH_BYTES`] holds at a normal compression ratio,
+/// and small enough that a decompression bomb costs a bounded amount of memory.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;

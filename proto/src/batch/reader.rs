@@ -1,11 +1,14 @@
 //! Zero-copy reading: a validated batch over [`Bytes`], its records, and a walk over a buffer
-//! of consecutive batches (a fetch response or a log segment).
+//! of consecutive batches (a fetch response or a log segment). A compressed batch's records
+//! are decompressed once into a new buffer and sliced from there.
 
 use bytes::Bytes;
 use integer_encoding::VarInt;
 
 use super::layout::*;
-use super::{BatchError, BatchHeader, Compression, RecordField};
+use super::{
+    BatchError, BatchHeader, Compression, DEFAULT_MAX_DECOMPRESSED_BYTES, RecordField, codec,
+};
 
 /// A record header: a key and an optional value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +19,8 @@ pub struct Header {
     pub value: Option<Bytes>,
 }
 
-/// One decoded record. Key, value and header bytes share the batch's buffer.
+/// One decoded record. Key, value and header bytes share the batch's buffer (for a compressed
+/// batch, the buffer its records were decompressed into).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Absolute offset (batch base offset + offset delta).
@@ -72,31 +76,56 @@ impl RecordBatch {
 
     /// The records, decoded lazily. Each item fails with a typed error on malformed input;
     /// the iterator also fails if the batch holds more or fewer records than it declares.
+    ///
+    /// A compressed batch is decompressed here, up to [`DEFAULT_MAX_DECOMPRESSED_BYTES`]; see
+    /// [`RecordBatch::records_with_limit`].
     pub fn records(&self) -> Result<Records, BatchError> {
-        match self.header.compression() {
-            Compression::None => Ok(Records {
-                bytes: self.bytes.clone(),
-                pos: HEADER_LEN,
-                index: 0,
-                declared: self.header.records_count,
-                last_offset_delta: self.header.last_offset_delta,
-                prev_offset_delta: -1,
-                base_offset: self.header.base_offset,
-                base_timestamp: self.header.base_timestamp,
-                done: false,
-            }),
-            other => Err(BatchError::CompressionUnsupported {
-                codec: other.name(),
-            }),
-        }
+        self.records_with_limit(DEFAULT_MAX_DECOMPRESSED_BYTES)
+    }
+
+    /// [`RecordBatch::records`] with a limit on what a compressed batch's records section may
+    /// decompress to: past it the call fails with [`BatchError::DecompressedTooLarge`] having
+    /// used at most `max_decompressed_bytes` (plus one) of memory. A corrupt compressed section
+    /// is [`BatchError::Decompression`]. An uncompressed batch is read in place, whatever the
+    /// limit.
+    pub fn records_with_limit(&self, max_decompressed_bytes: usize) -> Result<Records, BatchError> {
+        let (bytes, pos, origin) = match self.header.compression() {
+            Compression::None => (self.bytes.clone(), HEADER_LEN, 0),
+            compression => {
+                let records = codec::decompress(
+                    compression,
+                    &self.bytes[HEADER_LEN..],
+                    max_decompressed_bytes,
+                )?;
+                (Bytes::from(records), 0, HEADER_LEN)
+            }
+        };
+        Ok(Records {
+            bytes,
+            pos,
+            origin,
+            index: 0,
+            declared: self.header.records_count,
+            last_offset_delta: self.header.last_offset_delta,
+            prev_offset_delta: -1,
+            base_offset: self.header.base_offset,
+            base_timestamp: self.header.base_timestamp,
+            done: false,
+        })
     }
 }
 
 /// Iterator over a batch's records; see [`RecordBatch::records`].
 #[derive(Debug)]
 pub struct Records {
+    /// The whole batch when uncompressed; the decompressed records section otherwise.
     bytes: Bytes,
+    /// Where the next record starts in `bytes`.
     pos: usize,
+    /// Position of `bytes[0]` in the batch's uncompressed form (0, or the header's size when
+    /// `bytes` is a decompressed records section), so errors report the same position for
+    /// the same records whatever the codec.
+    origin: usize,
     index: i32,
     declared: i32,
     last_offset_delta: i32,
@@ -149,9 +178,10 @@ impl Records {
     fn decode_one(&mut self) -> Result<Record, BatchError> {
         let index = self.index;
         let buf: &[u8] = &self.bytes;
+        let origin = self.origin;
         let fail = |pos: usize, field| BatchError::MalformedRecord {
             index,
-            position: pos,
+            position: origin + pos,
             field,
         };
         let mut c = Cursor {
