@@ -189,6 +189,10 @@ fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::RequestTimedOut => "the operation did not complete within the timeout",
         ErrorCode::InvalidProducerEpoch => "a newer instance of this producer took over (fenced)",
         ErrorCode::UnknownProducerId => "the producer id was never handed out by this cluster",
+        ErrorCode::UnknownMemberId => "the member is not in the group: rejoin",
+        ErrorCode::FencedMemberEpoch => "the member's epoch is stale: rejoin",
+        ErrorCode::InvalidGroupId => "the group id is empty or too long",
+        ErrorCode::GroupIdNotFound => "no such group",
     }
 }
 

@@ -170,6 +170,18 @@ impl ConsumerGroup {
         self.members.keys()
     }
 
+    /// The epoch of `member`, if it is in the group.
+    pub fn member_epoch(&self, member: &str) -> Option<i32> {
+        self.members.get(member).map(|m| m.epoch)
+    }
+
+    /// The epoch and subscription of `member`.
+    pub fn member_info(&self, member: &str) -> Option<(i32, BTreeSet<String>)> {
+        self.members
+            .get(member)
+            .map(|m| (m.epoch, m.topics.clone()))
+    }
+
     /// What the coordinator lets `member` own now.
     pub fn assigned(&self, member: &str) -> Option<&BTreeSet<TopicPartition>> {
         self.members.get(member).map(|m| &m.assigned)

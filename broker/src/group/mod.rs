@@ -10,15 +10,21 @@
 //! ```
 //!
 //! - [`assignor`]: range and uniform (sticky) assignors;
-//! - [`ConsumerGroup`]: one group's members, epochs and reconciliation.
+//! - [`ConsumerGroup`]: one group's members, epochs and reconciliation;
+//! - [`Coordinator`]: every group of the broker, with commits fenced by member epoch;
+//! - [`OffsetStore`]: committed offsets in the internal topic `__consumer_offsets`.
 
 pub mod assignor;
 mod consumer_group;
+mod coordinator;
+pub mod offset_store;
 
 pub use assignor::{Assignor, MemberSubscription};
 pub use consumer_group::{
     ConsumerGroup, Eviction, GroupConfig, GroupError, Heartbeat, HeartbeatResponse,
 };
+pub use coordinator::{CommitError, Coordinator, GroupDescription};
+pub use offset_store::{Committed, OFFSETS_TOPIC, OffsetStore, OffsetStoreError};
 
 use std::fmt;
 

@@ -18,5 +18,7 @@ mod topic_name;
 
 pub use partition::Partition;
 pub use producer_ids::{PRODUCER_IDS_FILE, ProducerIdError, ProducerIds};
-pub use registry::{AdminError, Registry, RegistryError, TOPICS_FILE, Topic, TopicMeta};
+pub use registry::{
+    AdminError, Registry, RegistryError, TOPICS_FILE, Topic, TopicMeta, is_internal,
+};
 pub use topic_name::{MAX_TOPIC_NAME_LEN, TopicNameError, validate_topic_name};

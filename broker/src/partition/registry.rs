@@ -351,8 +351,37 @@ impl Registry {
         Ok(out)
     }
 
-    /// Creates a topic. `replication_factor` 0 means 1.
+    /// Creates a topic. `replication_factor` 0 means 1. Names starting with `__` are reserved
+    /// for the broker's internal topics.
     pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        if is_internal(name) {
+            return Err(AdminError::InvalidName(TopicNameError::Reserved {
+                name: name.to_string(),
+            }));
+        }
+        self.create(name, partitions, replication_factor, configs, validate_only)
+            .await
+    }
+
+    /// Creates one of the broker's own topics (`__consumer_offsets`).
+    pub async fn create_internal_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        debug_assert!(is_internal(name));
+        self.create(name, partitions, 1, configs, false).await
+    }
+
+    async fn create(
         &self,
         name: &str,
         partitions: u32,
@@ -529,6 +558,12 @@ impl Registry {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Internal topics (`__` prefix) are the broker's: users cannot create them, and listings
+/// leave them out unless asked for by name (as Kafka's `listInternal = false`).
+pub fn is_internal(topic: &str) -> bool {
+    topic.starts_with("__")
 }
 
 fn write_topics(dir: &Path, file: &TopicsFile) -> Result<(), LogError> {

@@ -17,8 +17,8 @@ pub enum TopicNameError {
         /// The limit.
         max: usize,
     },
-    /// `.` and `..` would name directories.
-    #[error("topic name {name:?} is not allowed")]
+    /// `.` and `..` would name directories; `__` starts the broker's internal topics.
+    #[error("topic name {name:?} is reserved")]
     Reserved {
         /// The name.
         name: String,

@@ -30,9 +30,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BrokerConfig, BrokerConfigError};
+use crate::group::{Coordinator, GroupConfig, OffsetStoreError};
 use crate::log::LogError;
 use crate::partition::{ProducerIds, Registry, RegistryError};
-use grpc::{AdminService, BrokerService};
+use brook_proto::v1::groups_server::GroupsServer;
+use grpc::{AdminService, BrokerService, GroupsService};
 
 /// HTTP/2 flow-control window per stream (bytes).
 pub const HTTP2_STREAM_WINDOW: u32 = 8 << 20;
@@ -50,6 +52,8 @@ pub struct BrokerContext {
     pub registry: Registry,
     /// Idempotent producers' ids.
     pub producer_ids: ProducerIds,
+    /// Consumer groups and committed offsets.
+    pub coordinator: Coordinator,
     /// The bound gRPC address (advertised in metadata).
     pub grpc_addr: SocketAddr,
     /// Cancelled when the broker shuts down.
@@ -86,6 +90,9 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+    /// The group coordinator could not load committed offsets.
+    #[error(transparent)]
+    Offsets(#[from] OffsetStoreError),
     /// Closing the logs failed (the next start recovers them).
     #[error("closing logs: {0}")]
     Close(#[from] LogError),
@@ -134,6 +141,7 @@ pub async fn start(
     )
     .await?;
     let producer_ids = ProducerIds::open(&config.server.data_dir).map_err(RegistryError::from)?;
+    let coordinator = Coordinator::open(&registry, GroupConfig::default()).await?;
     let grpc_listener = bind("gRPC", config.server.listen).await?;
     let http_listener = bind("HTTP", config.server.http_listen).await?;
     let grpc_addr = grpc_listener
@@ -154,6 +162,7 @@ pub async fn start(
         config,
         registry,
         producer_ids,
+        coordinator,
         grpc_addr,
         shutdown: shutdown.clone(),
         ready: AtomicBool::new(false),
@@ -182,6 +191,8 @@ async fn serve(
     let broker = BrokerServer::new(BrokerService::new(ctx.clone()))
         .max_decoding_message_size(server.max_request_bytes)
         .max_encoding_message_size(usize::MAX);
+    let groups = GroupsServer::new(GroupsService::new(ctx.clone()))
+        .max_decoding_message_size(server.max_request_bytes);
     let admin = AdminServer::new(AdminService::new(ctx.clone()))
         .max_decoding_message_size(server.max_request_bytes);
     // Batches are large: big HTTP/2 windows and frames keep a 1 MB produce from crawling
@@ -194,6 +205,7 @@ async fn serve(
         .add_service(health_service)
         .add_service(broker)
         .add_service(admin)
+        .add_service(groups)
         .serve_with_incoming_shutdown(
             incoming::limited(grpc_listener, server.max_connections),
             shutdown.clone().cancelled_owned(),
@@ -202,6 +214,7 @@ async fn serve(
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();
     let retention = tokio::spawn(retention_loop(ctx.clone()));
+    let expiry = tokio::spawn(group_expiry_loop(ctx.clone()));
     ctx.ready.store(true, Ordering::Release);
 
     // In-flight requests get shutdown_timeout_ms to finish once shutdown begins.
@@ -218,6 +231,7 @@ async fn serve(
         .set_not_serving::<BrokerServer<BrokerService>>()
         .await;
     retention.abort();
+    expiry.abort();
     let closed = ctx.registry.close().await;
     tracing::info!("broker stopped");
     match served {
@@ -232,6 +246,18 @@ async fn serve(
     }
     closed?;
     Ok(())
+}
+
+async fn group_expiry_loop(ctx: Arc<BrokerContext>) {
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(grpc::EXPIRY_INTERVAL) => {}
+        }
+        for (group, eviction) in ctx.coordinator.expire().await {
+            tracing::info!(group, ?eviction, "evicted group member");
+        }
+    }
 }
 
 async fn retention_loop(ctx: Arc<BrokerContext>) {

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::error_code::admin_error_code;
 use crate::log::topic_config::topic_configs;
-use crate::partition::AdminError;
+use crate::partition::{AdminError, is_internal};
 use crate::server::BrokerContext;
 
 /// Implements `brook.v1.Admin`.
@@ -89,6 +89,7 @@ impl Admin for AdminService {
             .registry
             .topics()
             .values()
+            .filter(|t| !is_internal(&t.name))
             .map(|t| TopicListing {
                 name: t.name.clone(),
                 partitions: t.meta.partitions,
@@ -104,7 +105,7 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let all = self.ctx.registry.topics();
         let names: Vec<String> = if req.names.is_empty() {
-            all.keys().cloned().collect()
+            all.keys().filter(|n| !is_internal(n)).cloned().collect()
         } else {
             req.names
         };

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::error_code::log_error_code;
 use crate::log::{Log, LogError};
-use crate::partition::{Partition, ProducerIdError, Registry};
+use crate::partition::{Partition, ProducerIdError, Registry, is_internal};
 use crate::server::BrokerContext;
 
 /// Implements `brook.v1.Broker`.
@@ -366,7 +366,7 @@ impl Broker for BrokerService {
         let node = self.ctx.config.server.node_id;
         let all = self.registry().topics();
         let names: Vec<String> = if req.topics.is_empty() {
-            all.keys().cloned().collect()
+            all.keys().filter(|n| !is_internal(n)).cloned().collect()
         } else {
             req.topics
         };

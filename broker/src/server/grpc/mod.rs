@@ -4,7 +4,10 @@
 mod admin_service;
 mod broker_service;
 mod error_code;
+mod groups_service;
 
 pub use admin_service::AdminService;
 pub use broker_service::BrokerService;
 pub use error_code::{admin_error_code, log_error_code};
+pub(crate) use groups_service::EXPIRY_INTERVAL;
+pub use groups_service::GroupsService;

@@ -1,0 +1,240 @@
+//! The `Groups` gRPC service: heartbeats, offset commits and fetches, listing and describing
+//! groups. Domain types at the edge: requests become `Heartbeat`/`TopicPartition` values and
+//! back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_proto::v1::groups_server::Groups;
+use brook_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::group::{CommitError, Committed, GroupError, Heartbeat, TopicPartition};
+use crate::server::BrokerContext;
+
+/// Implements `brook.v1.Groups`.
+#[derive(Debug, Clone)]
+pub struct GroupsService {
+    ctx: Arc<BrokerContext>,
+}
+
+impl GroupsService {
+    pub(crate) fn new(ctx: Arc<BrokerContext>) -> Self {
+        GroupsService { ctx }
+    }
+}
+
+fn to_set(topics: &[TopicPartitions]) -> BTreeSet<TopicPartition> {
+    topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|&p| TopicPartition::new(t.topic.clone(), p))
+        })
+        .collect()
+}
+
+fn to_wire(set: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
+    let mut by_topic: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for tp in set {
+        by_topic.entry(&tp.topic).or_default().push(tp.partition);
+    }
+    by_topic
+        .into_iter()
+        .map(|(t, partitions)| TopicPartitions {
+            topic: t.to_string(),
+            partitions,
+        })
+        .collect()
+}
+
+fn error_code(err: &CommitError) -> ErrorCode {
+    match err {
+        CommitError::Member(GroupError::UnknownMember { .. }) => ErrorCode::UnknownMemberId,
+        CommitError::Member(GroupError::FencedMemberEpoch { .. }) => ErrorCode::FencedMemberEpoch,
+        CommitError::Member(GroupError::Invalid { .. }) => ErrorCode::InvalidRequest,
+        CommitError::Invalid(_) => ErrorCode::InvalidGroupId,
+        CommitError::Store(_) => ErrorCode::StorageError,
+    }
+}
+
+#[tonic::async_trait]
+impl Groups for GroupsService {
+    async fn heartbeat(
+        &self,
+        request: Request<GroupHeartbeatRequest>,
+    ) -> Result<Response<GroupHeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let hb = Heartbeat {
+            member_id: Some(req.member_id.clone()).filter(|m| !m.is_empty()),
+            member_epoch: req.member_epoch,
+            topics: req.subscription.map(|s| s.topics.into_iter().collect()),
+            owned: req.owned.map(|o| to_set(&o.topics)),
+        };
+        let out = match self
+            .ctx
+            .coordinator
+            .heartbeat(&self.ctx.registry, &req.group_id, hb)
+            .await
+        {
+            Ok(r) => GroupHeartbeatResponse {
+                error_code: ErrorCode::None as i32,
+                error_message: String::new(),
+                member_id: r.member_id,
+                member_epoch: r.member_epoch,
+                heartbeat_interval_ms: r.heartbeat_interval.as_millis() as u32,
+                assignment: to_wire(&r.assignment),
+            },
+            Err(e) => GroupHeartbeatResponse {
+                error_code: error_code(&e) as i32,
+                error_message: e.to_string(),
+                member_id: req.member_id,
+                member_epoch: -1,
+                heartbeat_interval_ms: 0,
+                assignment: Vec::new(),
+            },
+        };
+        Ok(Response::new(out))
+    }
+
+    async fn commit_offsets(
+        &self,
+        request: Request<CommitOffsetsRequest>,
+    ) -> Result<Response<CommitOffsetsResponse>, Status> {
+        let req = request.into_inner();
+        let offsets = req
+            .offsets
+            .into_iter()
+            .map(|o| {
+                (
+                    TopicPartition::new(o.topic, o.partition),
+                    Committed {
+                        offset: o.offset,
+                        metadata: o.metadata,
+                    },
+                )
+            })
+            .collect();
+        let result = self
+            .ctx
+            .coordinator
+            .commit(
+                &self.ctx.registry,
+                &req.group_id,
+                &req.member_id,
+                req.member_epoch,
+                offsets,
+            )
+            .await;
+        Ok(Response::new(match result {
+            Ok(()) => CommitOffsetsResponse {
+                error_code: ErrorCode::None as i32,
+                error_message: String::new(),
+            },
+            Err(e) => CommitOffsetsResponse {
+                error_code: error_code(&e) as i32,
+                error_message: e.to_string(),
+            },
+        }))
+    }
+
+    async fn fetch_offsets(
+        &self,
+        request: Request<FetchOffsetsRequest>,
+    ) -> Result<Response<FetchOffsetsResponse>, Status> {
+        let req = request.into_inner();
+        let only: Vec<TopicPartition> = to_set(&req.partitions).into_iter().collect();
+        let offsets = self
+            .ctx
+            .coordinator
+            .committed(&req.group_id, (!only.is_empty()).then_some(only.as_slice()))
+            .into_iter()
+            .map(|(tp, c)| PartitionOffset {
+                topic: tp.topic,
+                partition: tp.partition,
+                offset: c.offset,
+                metadata: c.metadata,
+            })
+            .collect();
+        Ok(Response::new(FetchOffsetsResponse {
+            error_code: ErrorCode::None as i32,
+            error_message: String::new(),
+            offsets,
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<ListGroupsRequest>,
+    ) -> Result<Response<ListGroupsResponse>, Status> {
+        let groups = self
+            .ctx
+            .coordinator
+            .list()
+            .await
+            .into_iter()
+            .map(|(group_id, members)| GroupListing { group_id, members })
+            .collect();
+        Ok(Response::new(ListGroupsResponse { groups }))
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<DescribeGroupRequest>,
+    ) -> Result<Response<DescribeGroupResponse>, Status> {
+        let group_id = request.into_inner().group_id;
+        let Some(d) = self.ctx.coordinator.describe(&group_id).await else {
+            return Ok(Response::new(DescribeGroupResponse {
+                error_code: ErrorCode::GroupIdNotFound as i32,
+                error_message: format!(
+                    "group {group_id:?} has no members and no committed offsets"
+                ),
+                group_id,
+                ..Default::default()
+            }));
+        };
+        let members = d
+            .members
+            .into_iter()
+            .map(
+                |(member_id, member_epoch, topics, assignment)| GroupMember {
+                    member_id,
+                    member_epoch,
+                    topics: topics.into_iter().collect(),
+                    assignment: to_wire(&assignment),
+                },
+            )
+            .collect();
+        let offsets = d
+            .committed
+            .into_iter()
+            .map(|(tp, c)| {
+                let hw = self
+                    .ctx
+                    .registry
+                    .partition(&tp.topic, tp.partition)
+                    .map_or(-1, |p| p.high_watermark().0);
+                PartitionLag {
+                    lag: if hw >= 0 { (hw - c.offset).max(0) } else { -1 },
+                    topic: tp.topic,
+                    partition: tp.partition,
+                    committed_offset: c.offset,
+                    high_watermark: hw,
+                }
+            })
+            .collect();
+        Ok(Response::new(DescribeGroupResponse {
+            error_code: ErrorCode::None as i32,
+            error_message: String::new(),
+            group_id,
+            group_epoch: d.epoch,
+            members,
+            offsets,
+        }))
+    }
+}
+
+/// How often the coordinator looks for members past their timeouts.
+pub(crate) const EXPIRY_INTERVAL: Duration = Duration::from_millis(500);
