@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use brook_proto::v1::admin_client::AdminClient;
 use brook_proto::v1::broker_client::BrokerClient;
+use brook_proto::v1::groups_client::GroupsClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::ClientError;
@@ -28,6 +29,7 @@ pub struct Connection {
     addr: String,
     broker: BrokerClient<Channel>,
     admin: AdminClient<Channel>,
+    groups: GroupsClient<Channel>,
 }
 
 impl Connection {
@@ -63,15 +65,21 @@ impl Connection {
             broker: BrokerClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            admin: AdminClient::new(channel)
+            admin: AdminClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            groups: GroupsClient::new(channel),
         }
     }
 
     /// The address this connection was made to, as given.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// A client for the consumer-group service (heartbeats, offsets, group admin).
+    pub fn groups(&self) -> GroupsClient<Channel> {
+        self.groups.clone()
     }
 
     /// A client for the data-plane service (produce, fetch, offsets, metadata). Clones are

@@ -980,3 +980,49 @@ async fn binary_produces_consumes_and_reports_broker_errors() {
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn group_commands_list_and_describe_with_lag() {
+    use brook_proto::v1::{CommitOffsetsRequest, PartitionOffset};
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    create_topic(&conn, "orders", 2, &[]).await;
+    let mut out = Vec::new();
+    assert_eq!(cli::group::list_groups(&conn, &mut out).await.unwrap(), 0);
+    let mut input: &[u8] = b"a\nb\nc\n";
+    let mut args = ProduceArgs::new("orders");
+    args.partition = Some(1);
+    cli::produce(&conn, &args, &mut input).await.unwrap();
+    let commit = CommitOffsetsRequest {
+        group_id: "billing".into(),
+        member_id: String::new(),
+        member_epoch: -1,
+        offsets: vec![PartitionOffset {
+            topic: "orders".into(),
+            partition: 1,
+            offset: 1,
+            metadata: String::new(),
+        }],
+    };
+    let res = conn
+        .groups()
+        .commit_offsets(commit)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.error_code(), ErrorCode::None, "{}", res.error_message);
+    cli::group::list_groups(&conn, &mut out).await.unwrap();
+    assert_eq!(text(&out), "billing\t0\n");
+    let mut out = Vec::new();
+    cli::group::describe_group(&conn, "billing", &mut out)
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&out),
+        "group: billing\nepoch: 0\nmembers: 0\nTOPIC\tPARTITION\tCOMMITTED\tHIGH-WATERMARK\tLAG\norders\t1\t1\t3\t2\n"
+    );
+    let err = cli::group::describe_group(&conn, "nope", &mut out)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_code(), Some(ErrorCode::GroupIdNotFound));
+}

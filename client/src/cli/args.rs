@@ -72,6 +72,21 @@ pub enum Command {
     /// Cluster-wide information
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Consumer groups: list and describe
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+/// `brook group ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum GroupCommand {
+    /// List groups: `GROUP<TAB>MEMBERS`, one per line, sorted by id
+    List,
+    /// Describe a group: members and their assignments, committed offsets and lag
+    Describe {
+        /// Group id
+        group: String,
+    },
 }
 
 const PRODUCE_HELP: &str = "\

@@ -11,7 +11,8 @@
 //!                                                           ├─ topic::*   Admin service
 //!                                                           ├─ produce    Metadata, Produce
 //!                                                           ├─ consume    Metadata, ListOffsets, Fetch
-//!                                                           └─ cluster    Metadata
+//!                                                           ├─ cluster    Metadata
+//!                                                           └─ group::*   Groups service
 //! ```
 //!
 //! - [`args`]: the clap definitions and value parsers (`KEY=VALUE`, `--acks`).
@@ -25,6 +26,7 @@ pub mod chunk;
 pub mod cluster;
 pub mod consume;
 pub mod exit;
+pub mod group;
 pub mod line_reader;
 pub mod produce;
 pub mod router;
@@ -37,7 +39,7 @@ use tokio::io::AsyncBufRead;
 
 pub use args::{
     AckMode, AddPartitionsArgs, Cli, ClusterCommand, Command, ConfigEntry, ConsumeArgs,
-    ProduceArgs, TopicAlterArgs, TopicCommand, TopicCreateArgs,
+    GroupCommand, ProduceArgs, TopicAlterArgs, TopicCommand, TopicCreateArgs,
 };
 pub use cluster::cluster_status;
 pub use consume::consume;
@@ -89,6 +91,12 @@ where
             writeln!(diagnostics, "consumed {count} records").map_err(output_error)?;
         }
         Command::Cluster(ClusterCommand::Status) => cluster_status(conn, out).await?,
+        Command::Group(GroupCommand::List) => {
+            group::list_groups(conn, out).await?;
+        }
+        Command::Group(GroupCommand::Describe { group }) => {
+            group::describe_group(conn, group, out).await?
+        }
     }
     out.flush().map_err(output_error)
 }
