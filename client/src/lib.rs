@@ -3,20 +3,26 @@
 //! - [`connection`]: [`Connection`], one gRPC channel to one broker with the `Broker` and
 //!   `Admin` clients over it.
 //! - [`error`]: [`ClientError`], every failure with its cause, retriable ones told apart.
+//! - [`consumer`]: [`Consumer`], a consumer of assigned partitions that prefetches in the
+//!   background, checks CRCs, decodes batches and seeks by offset or timestamp.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner, so a key maps to the same partition
 //!   number in Brook and in Kafka.
 //! - [`cli`]: the `brook` tool's commands as library functions (a [`Connection`], an input
 //!   reader and output writers in, a result out), so tests run them in-process; the binary in
 //!   `src/bin/brook.rs` only parses arguments, connects and maps errors to exit codes.
 //!
-//! The batching producer, the consumers and consumer groups come later; record batches are
-//! built and read with `brook_proto::BatchBuilder` and `brook_proto::Batches`.
+//! The batching consumer and consumer groups come later; record batches are built and read
+//! with `brook_proto::BatchBuilder` and `brook_proto::Batches`.
 
 pub mod cli;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod partitioner;
 
 pub use connection::Connection;
+pub use consumer::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerConfigError, ConsumerRecord, TopicPartition,
+};
 pub use error::ClientError;
 pub use partitioner::{murmur2, partition_for_key};
