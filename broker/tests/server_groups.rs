@@ -75,8 +75,14 @@ async fn members_converge_commits_are_fenced_and_offsets_survive_a_restart() {
     let all: BTreeSet<_> = sets.iter().flatten().cloned().collect();
     assert_eq!(all, (0..6).map(|p| ("t".to_string(), p)).collect());
 
-    // A commit with the member's epoch is accepted; with a stale one it is fenced.
+    // A member commits the partitions it holds; a partition it does not hold, or an epoch
+    // from the future, is fenced.
     produce(&mut c, "t", 0, &values("x", 10)).await;
+    let holder = members
+        .iter()
+        .position(|m| owned(m).contains(&("t".to_string(), 0)))
+        .unwrap();
+    let other = (holder + 1) % 3;
     let commit = |m: &Member, epoch: i32, offset: i64| CommitOffsetsRequest {
         group_id: "g".into(),
         member_id: m.id.clone(),
@@ -89,17 +95,33 @@ async fn members_converge_commits_are_fenced_and_offsets_survive_a_restart() {
         }],
     };
     let ok = g
-        .commit_offsets(commit(&members[0], members[0].epoch, 7))
+        .commit_offsets(commit(&members[holder], members[holder].epoch, 7))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(ok.error_code(), ErrorCode::None, "{}", ok.error_message);
-    let stale = g
-        .commit_offsets(commit(&members[0], members[0].epoch - 1, 9))
+    let behind = g
+        .commit_offsets(commit(&members[holder], members[holder].epoch - 1, 7))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(stale.error_code(), ErrorCode::FencedMemberEpoch);
+    assert_eq!(
+        behind.error_code(),
+        ErrorCode::None,
+        "an epoch behind is fine for the holder"
+    );
+    let not_mine = g
+        .commit_offsets(commit(&members[other], members[other].epoch, 9))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(not_mine.error_code(), ErrorCode::FencedMemberEpoch);
+    let future = g
+        .commit_offsets(commit(&members[holder], members[holder].epoch + 5, 9))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(future.error_code(), ErrorCode::FencedMemberEpoch);
     let ghost = Member {
         id: "nobody".into(),
         ..Default::default()

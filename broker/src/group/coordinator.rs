@@ -112,7 +112,8 @@ impl Coordinator {
     }
 
     /// Commits offsets. `member_id` empty (epoch -1) is a consumer outside the group protocol;
-    /// otherwise the member must exist with exactly `member_epoch`.
+    /// otherwise the member must exist, hold every committed partition, and send an epoch no
+    /// later than its current one.
     pub async fn commit(
         &self,
         registry: &Registry,
@@ -133,6 +134,10 @@ impl Coordinator {
             )));
         }
         if !member_id.is_empty() {
+            // Fencing by ownership: a member may commit only partitions it holds now, and
+            // never with an epoch from the future. An epoch that is merely behind (the member
+            // has not yet seen its latest heartbeat answer) is fine: what matters is that no
+            // other member owns the partition.
             let groups = self.groups.lock().await;
             let unknown = || GroupError::UnknownMember {
                 group: group.to_string(),
@@ -140,14 +145,21 @@ impl Coordinator {
             };
             let g = groups.get(group).ok_or_else(unknown)?;
             let current = g.member_epoch(member_id).ok_or_else(unknown)?;
-            if current != member_epoch {
-                return Err(GroupError::FencedMemberEpoch {
-                    group: group.to_string(),
-                    member_id: member_id.to_string(),
-                    sent: member_epoch,
-                    current,
-                }
-                .into());
+            let fenced = || GroupError::FencedMemberEpoch {
+                group: group.to_string(),
+                member_id: member_id.to_string(),
+                sent: member_epoch,
+                current,
+            };
+            if member_epoch > current || member_epoch < 0 {
+                return Err(fenced().into());
+            }
+            if let Some((tp, _)) = offsets
+                .iter()
+                .find(|(tp, _)| g.owner(tp) != Some(member_id))
+            {
+                tracing::info!(group, member_id, partition = %tp, "commit refused: the member does not hold the partition");
+                return Err(fenced().into());
             }
         }
         self.offsets.commit(registry, group, &offsets).await?;

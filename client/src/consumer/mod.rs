@@ -22,7 +22,8 @@
 //! - `fetcher.rs`: the background task; `brokers.rs`: leaders' connections; `fetched.rs`:
 //!   fetched bytes to records; `retry.rs`: backoff and when a failure is reported.
 //!
-//! Consumer groups (`subscribe`, commits) come later and build on this.
+//! - [`GroupConsumer`] (`group_consumer.rs`): a member of a consumer group: the coordinator
+//!   assigns its partitions, it resumes from committed offsets and commits what was processed.
 
 mod assignment;
 mod brokers;
@@ -34,6 +35,7 @@ mod consumer;
 mod consumer_record;
 mod fetched;
 mod fetcher;
+mod group_consumer;
 mod retry;
 mod topic_partition;
 
@@ -47,4 +49,5 @@ pub use config::{
 pub use config_error::ConsumerConfigError;
 pub use consumer::Consumer;
 pub use consumer_record::ConsumerRecord;
+pub use group_consumer::{GroupConsumer, GroupMemberConfig, NoListener, RebalanceListener};
 pub use topic_partition::TopicPartition;
