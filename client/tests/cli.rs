@@ -1026,3 +1026,52 @@ async fn group_commands_list_and_describe_with_lag() {
         .unwrap_err();
     assert_eq!(err.error_code(), Some(ErrorCode::GroupIdNotFound));
 }
+
+#[tokio::test]
+async fn consume_with_a_group_resumes_where_the_group_left_off() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    create_topic(&conn, "events", 2, &[]).await;
+    let mut input: &[u8] = b"k1:a\nk2:b\nk3:c\nk4:d\nk5:e\nk6:f\n";
+    let mut args = ProduceArgs::new("events");
+    args.key_separator = Some(":".into());
+    assert_eq!(cli::produce(&conn, &args, &mut input).await.unwrap(), 6);
+    let run = |max: Option<u64>| {
+        let mut a = ConsumeArgs::new("events");
+        a.group = Some("readers".into());
+        a.from_beginning = true;
+        a.max_messages = max;
+        a.timeout_ms = Some(1500);
+        a
+    };
+    let mut first = Vec::new();
+    assert_eq!(
+        cli::consume(&conn, &run(Some(4)), &mut first, std::future::pending())
+            .await
+            .unwrap(),
+        4
+    );
+    let mut second = Vec::new();
+    assert_eq!(
+        cli::consume(&conn, &run(None), &mut second, std::future::pending())
+            .await
+            .unwrap(),
+        2
+    );
+    let mut all: Vec<String> = lines(&first).into_iter().chain(lines(&second)).collect();
+    all.sort();
+    assert_eq!(
+        all,
+        ["a", "b", "c", "d", "e", "f"],
+        "each record once across the two runs"
+    );
+    let mut out = Vec::new();
+    cli::group::describe_group(&conn, "readers", &mut out)
+        .await
+        .unwrap();
+    let text = text(&out);
+    assert!(text.contains("members: 0"), "{text}");
+    for line in text.lines().filter(|l| l.starts_with("events\t")) {
+        assert!(line.ends_with("\t0"), "no lag left: {line}");
+    }
+}

@@ -262,6 +262,10 @@ pub struct ConsumeArgs {
     /// Print the partition, the offset and a tab before the record
     #[arg(long)]
     pub print_offset: bool,
+    /// Read as a member of this consumer group: the group assigns the partitions, reading
+    /// resumes at the group's committed offsets, and what is printed is committed
+    #[arg(long, short = 'g', value_name = "GROUP", conflicts_with = "partition")]
+    pub group: Option<String>,
 }
 
 impl ConsumeArgs {
@@ -275,6 +279,7 @@ impl ConsumeArgs {
             partition: None,
             print_key: false,
             print_offset: false,
+            group: None,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io::Write;
 use std::time::Duration;
 
+use brook_proto::Offset;
 use brook_proto::v1::{
     ErrorCode, FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopic,
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, OffsetSpec,
@@ -48,6 +49,9 @@ where
     W: Write,
     S: Future<Output = ()>,
 {
+    if let Some(group) = &args.group {
+        return consume_group(conn, args, group, out, shutdown).await;
+    }
     let limit = args.max_messages.unwrap_or(u64::MAX);
     let mut router = Router::load(conn, &args.topic).await?;
     let partitions: Vec<u32> = match args.partition {
@@ -141,6 +145,89 @@ where
             router.refresh().await?;
         }
     }
+    Ok(consumed)
+}
+
+/// `consume --group`: a [`GroupConsumer`] member; after each poll the printed records are
+/// committed (exactly those, so `--max-messages` never skips a record for the group), and
+/// the member leaves the group at the end.
+async fn consume_group<W, S>(
+    conn: &Connection,
+    args: &ConsumeArgs,
+    group: &str,
+    out: &mut W,
+    shutdown: S,
+) -> Result<u64, ClientError>
+where
+    W: Write,
+    S: Future<Output = ()>,
+{
+    use crate::consumer::{
+        AutoOffsetReset, ConsumerConfig, GroupConsumer, GroupMemberConfig, NoListener,
+    };
+    let limit = args.max_messages.unwrap_or(u64::MAX);
+    let config = ConsumerConfig::builder()
+        .bootstrap(conn.addr())
+        .auto_offset_reset(if args.from_beginning {
+            AutoOffsetReset::Earliest
+        } else {
+            AutoOffsetReset::Latest
+        })
+        .build()
+        .map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+    let member = GroupMemberConfig {
+        group_id: group.to_string(),
+        topics: vec![args.topic.clone()],
+        auto_commit: None,
+    };
+    let mut consumer =
+        GroupConsumer::subscribe(conn.clone(), config, member, Box::new(NoListener))?;
+    let idle_limit = args.timeout_ms.map(Duration::from_millis);
+    let mut last_record = Instant::now();
+    let mut consumed = 0u64;
+    tokio::pin!(shutdown);
+    while consumed < limit {
+        let wait = match idle_limit {
+            Some(idle) => {
+                let left = idle.saturating_sub(last_record.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                left.min(FETCH_MAX_WAIT)
+            }
+            None => FETCH_MAX_WAIT,
+        };
+        let records = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            records = consumer.poll(wait) => records?,
+        };
+        let mut next = std::collections::BTreeMap::new();
+        for r in records {
+            if consumed == limit {
+                break;
+            }
+            let record = Record {
+                offset: r.offset.0,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            };
+            write_record(out, r.partition, &record, args.print_key, args.print_offset)
+                .map_err(output_error)?;
+            next.insert(
+                crate::consumer::TopicPartition::new(r.topic.clone(), r.partition),
+                Offset(record.offset + 1),
+            );
+            consumed += 1;
+            last_record = Instant::now();
+        }
+        out.flush().map_err(output_error)?;
+        let offsets: Vec<_> = next.into_iter().collect();
+        consumer.commit_offsets(&offsets).await?;
+    }
+    consumer.close().await?;
     Ok(consumed)
 }
 

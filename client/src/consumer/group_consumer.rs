@@ -250,6 +250,31 @@ impl GroupConsumer {
             return Ok(());
         }
         let offsets = self.positions(of).await?;
+        self.send_commit(offsets).await
+    }
+
+    /// Commits `offsets` (partition, next offset to consume) for partitions this member holds:
+    /// for applications that commit exactly what they processed rather than positions.
+    pub async fn commit_offsets(
+        &self,
+        offsets: &[(TopicPartition, Offset)],
+    ) -> Result<(), ClientError> {
+        let offsets = offsets
+            .iter()
+            .map(|(tp, o)| PartitionOffset {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+                offset: o.0,
+                metadata: String::new(),
+            })
+            .collect();
+        self.send_commit(offsets).await
+    }
+
+    async fn send_commit(&self, offsets: Vec<PartitionOffset>) -> Result<(), ClientError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
         // The heartbeat task may move the member epoch while a commit is on its way; a commit
         // refused for an epoch that has since moved on is sent again with the new one.
         let mut attempts = 0;
