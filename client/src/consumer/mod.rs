@@ -22,10 +22,13 @@
 //! - `fetcher.rs`: the background task; `brokers.rs`: leaders' connections; `fetched.rs`:
 //!   fetched bytes to records; `retry.rs`: backoff and when a failure is reported.
 //!
+//! - [`run_batches`] (`batch_consumer.rs`): the batching consumer over a [`GroupConsumer`]:
+//!   batches of N records or T, partitions in parallel, commit after the handler succeeded.
 //! - [`GroupConsumer`] (`group_consumer.rs`): a member of a consumer group: the coordinator
 //!   assigns its partitions, it resumes from committed offsets and commits what was processed.
 
 mod assignment;
+mod batch_consumer;
 mod brokers;
 mod config;
 mod config_error;
@@ -39,6 +42,7 @@ mod group_consumer;
 mod retry;
 mod topic_partition;
 
+pub use batch_consumer::{BatchConfig, BatchRunError, run_batches};
 pub use config::{
     AutoOffsetReset, ConsumerConfig, ConsumerConfigBuilder, DEFAULT_FETCH_MAX_BYTES,
     DEFAULT_FETCH_MAX_WAIT, DEFAULT_FETCH_MIN_BYTES, DEFAULT_MAX_POLL_RECORDS,
