@@ -7,11 +7,13 @@
 //!   background, checks CRCs, decodes batches and seeks by offset or timestamp.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner, so a key maps to the same partition
 //!   number in Brook and in Kafka.
+//! - [`producer`]: [`Producer`], the batching, retrying, idempotent producer, and its
+//!   [`ProducerConfig`].
 //! - [`cli`]: the `brook` tool's commands as library functions (a [`Connection`], an input
 //!   reader and output writers in, a result out), so tests run them in-process; the binary in
 //!   `src/bin/brook.rs` only parses arguments, connects and maps errors to exit codes.
 //!
-//! The batching consumer and consumer groups come later; record batches are built and read
+//! Record batches are built and read
 //! with `brook_proto::BatchBuilder` and `brook_proto::Batches`.
 
 pub mod cli;
@@ -19,6 +21,7 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod partitioner;
+pub mod producer;
 
 pub use connection::Connection;
 pub use consumer::{
@@ -26,3 +29,4 @@ pub use consumer::{
 };
 pub use error::ClientError;
 pub use partitioner::{murmur2, partition_for_key};
+pub use producer::{Producer, ProducerConfig, ProducerError, ProducerRecord, RecordMetadata};

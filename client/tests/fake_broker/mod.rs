@@ -24,9 +24,26 @@ use tonic::{Request, Response, Status};
 /// Largest message forwarded either way.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// What the fake does with one produce request after forwarding it to the broker (see
+/// [`FakeBroker::script_produce`]).
+#[allow(dead_code)] // each test crate uses a different part of the fake
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterForward {
+    /// Return the broker's answer.
+    Answer,
+    /// Drop the broker's answer and fail the call with `Unavailable`: a lost response, the
+    /// batches are written.
+    LoseAsUnavailable,
+    /// Drop the broker's answer and report this code for every partition: the batches are
+    /// written but the client is told otherwise.
+    LoseAsCode(ErrorCode),
+}
+
 struct State {
     upstream: BrokerClient<Channel>,
     produce_faults: Mutex<VecDeque<ErrorCode>>,
+    produce_script: Mutex<VecDeque<AfterForward>>,
+    metadata_requests: AtomicUsize,
     produce_requests: AtomicUsize,
     list_offsets_requests: AtomicUsize,
 }
@@ -62,6 +79,8 @@ impl FakeBroker {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             produce_faults: Mutex::new(VecDeque::new()),
+            produce_script: Mutex::new(VecDeque::new()),
+            metadata_requests: AtomicUsize::new(0),
             produce_requests: AtomicUsize::new(0),
             list_offsets_requests: AtomicUsize::new(0),
         });
@@ -95,6 +114,29 @@ impl FakeBroker {
             .extend(codes.iter().copied());
     }
 
+    /// The next produce requests (after those [`FakeBroker::fail_produce`] fails) are
+    /// forwarded to the broker and then answered as the steps say, one step per request.
+    #[allow(dead_code)]
+    pub fn script_produce(&self, steps: &[AfterForward]) {
+        self.state
+            .produce_script
+            .lock()
+            .unwrap()
+            .extend(steps.iter().copied());
+    }
+
+    /// Drops the faults [`FakeBroker::fail_produce`] queued that were not used yet.
+    #[allow(dead_code)]
+    pub fn clear_produce_faults(&self) {
+        self.state.produce_faults.lock().unwrap().clear();
+    }
+
+    /// Metadata requests answered.
+    #[allow(dead_code)]
+    pub fn metadata_requests(&self) -> usize {
+        self.state.metadata_requests.load(Ordering::SeqCst)
+    }
+
     /// Produce requests received, failed or forwarded.
     pub fn produce_requests(&self) -> usize {
         self.state.produce_requests.load(Ordering::SeqCst)
@@ -124,7 +166,17 @@ impl Broker for Service {
         let request = request.into_inner();
         let fault = self.0.produce_faults.lock().unwrap().pop_front();
         let Some(fault) = fault else {
-            return forward(self.upstream().produce(request).await);
+            let step = self.0.produce_script.lock().unwrap().pop_front();
+            let answer = forward(self.upstream().produce(request).await);
+            return match (step, answer) {
+                (None | Some(AfterForward::Answer), answer) | (_, answer @ Err(_)) => answer,
+                (Some(AfterForward::LoseAsUnavailable), Ok(_)) => {
+                    Err(Status::unavailable("injected: response lost"))
+                }
+                (Some(AfterForward::LoseAsCode(code)), Ok(response)) => {
+                    Ok(Response::new(answer_all(response.into_inner(), code)))
+                }
+            };
         };
         let topics = request
             .topics
@@ -170,6 +222,7 @@ impl Broker for Service {
         &self,
         request: Request<MetadataRequest>,
     ) -> Result<Response<MetadataResponse>, Status> {
+        self.0.metadata_requests.fetch_add(1, Ordering::SeqCst);
         forward(self.upstream().metadata(request.into_inner()).await)
     }
 
@@ -184,4 +237,14 @@ impl Broker for Service {
 /// The broker's answer as this fake's own (its message only, not the broker's headers).
 fn forward<T>(answer: Result<Response<T>, Status>) -> Result<Response<T>, Status> {
     answer.map(|response| Response::new(response.into_inner()))
+}
+
+/// `response` with every partition's outcome replaced by `code`.
+fn answer_all(mut response: ProduceResponse, code: ErrorCode) -> ProduceResponse {
+    for partition in response.topics.iter_mut().flat_map(|t| &mut t.partitions) {
+        partition.error_code = code as i32;
+        partition.error_message = "injected".into();
+        partition.base_offset = -1;
+    }
+    response
 }

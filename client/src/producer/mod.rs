@@ -1,0 +1,40 @@
+//! The batching producer.
+//!
+//! ```text
+//!  Producer::enqueue ──reserve memory (backpressure)──> bounded channel ──> sender task
+//!   sender: partitioner ─> Accumulator (seal by bytes / records / linger)
+//!           ─> per-partition queue (sequence numbers) ─> Produce to the leader
+//!              (max in flight per broker and per partition, circuit breaker per broker,
+//!               request timeout) ─> ack: resolve records, free memory
+//!                                 ─> retriable: backoff with jitter, metadata refresh on
+//!                                    NOT_LEADER / unknown topic, resend in order
+//! ```
+//!
+//! - [`config`]: [`ProducerConfig`] and its builder, with the documented defaults.
+//! - [`config_error`]: [`ProducerConfigError`] from `validate`.
+//! - [`error`]: [`ProducerError`], why a record was refused or not delivered.
+//! - [`record`]: [`ProducerRecord`] and [`RecordMetadata`].
+//! - [`producer`]: [`Producer`], the handle, and [`DeliveryFuture`].
+//! - [`backoff`]: [`Backoff`], exponential pauses with jitter.
+//! - [`circuit_breaker`]: [`CircuitBreaker`], one per broker connection.
+//! - `accumulator`, `metadata`, `sender`: the sender task's parts (crate-private).
+
+mod accumulator;
+pub mod backoff;
+pub mod circuit_breaker;
+pub mod config;
+pub mod config_error;
+pub mod error;
+mod metadata;
+#[allow(clippy::module_inception)]
+pub mod producer;
+pub mod record;
+mod sender;
+
+pub use backoff::Backoff;
+pub use circuit_breaker::{BreakerState, CircuitBreaker};
+pub use config::{Acks, Backpressure, KeylessPartitioning, ProducerConfig, ProducerConfigBuilder};
+pub use config_error::ProducerConfigError;
+pub use error::ProducerError;
+pub use producer::{DeliveryFuture, Producer};
+pub use record::{ProducerRecord, RecordMetadata};
