@@ -14,6 +14,7 @@
 //! - [`Tally`], which adds up bytes and timed durations per benchmark function so that each
 //!   group can print the brook / raw throughput ratio the issue asks for.
 
+pub mod client;
 pub mod grpc;
 
 use std::cell::RefCell;

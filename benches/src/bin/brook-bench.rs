@@ -25,6 +25,28 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Client library: consumer-group throughput with 1, 2 and 4 members, and end-to-end
+    /// latency at a fixed rate (HdrHistogram, corrected for coordinated omission).
+    Client {
+        /// Partitions of the group-consume topic.
+        #[arg(long, default_value_t = 8)]
+        partitions: u32,
+        /// MB produced for the group-consume runs.
+        #[arg(long, default_value_t = 256)]
+        total_mb: u64,
+        /// Member counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        members: Vec<usize>,
+        /// Repetitions (medians reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Records per second in the latency run.
+        #[arg(long, default_value_t = 1000)]
+        latency_rate: u32,
+        /// Seconds of the latency run.
+        #[arg(long, default_value_t = 10)]
+        latency_secs: u64,
+    },
     /// gRPC produce/fetch throughput and produce latency beside the storage engine.
     Grpc {
         /// Records per batch.
@@ -64,6 +86,46 @@ fn main() {
         .build()
         .expect("runtime");
     match args.command {
+        Cmd::Client {
+            partitions,
+            total_mb,
+            members,
+            repeat,
+            latency_rate,
+            latency_secs,
+        } => {
+            runtime.block_on(async {
+                use brook_proto::Compression;
+                let ms = Duration::from_millis;
+                let settings = [
+                    (16 << 10, ms(5), Compression::None, true),
+                    (256 << 10, ms(5), Compression::None, true),
+                    (1 << 20, ms(5), Compression::None, true),
+                    (256 << 10, ms(0), Compression::None, true),
+                    (256 << 10, ms(20), Compression::None, true),
+                    (256 << 10, ms(5), Compression::None, false),
+                    (256 << 10, ms(5), Compression::Lz4, true),
+                    (256 << 10, ms(5), Compression::Zstd, true),
+                ];
+                println!("## Producer throughput\n");
+                println!("{total_mb} MB of 1 KiB text-like records over 4 partitions, enqueue + flush, acks=all, median of {repeat}. Stored/raw is bytes on disk per byte of record value.\n");
+                println!("| batch bytes | linger | compression | idempotence | MB/s | stored/raw |\n|---|---|---|---|---|---|");
+                for r in brook_bench::client::producer_throughput(&settings, total_mb, repeat.max(1)).await {
+                    println!("| {} | {} ms | {} | {} | {:.0} | {:.2} |", r.batch_bytes, r.linger.as_millis(), r.compression, r.idempotence, r.mbps, r.wire_ratio);
+                }
+                println!("\n## Consumer groups: throughput\n");
+                println!("{partitions} partitions, {total_mb} MB of 1 KiB records, median of {repeat}.\n");
+                println!("| members | MB/s |\n|---|---|");
+                for row in brook_bench::client::group_consume(partitions, total_mb, &members, repeat.max(1)).await {
+                    println!("| {} | {:.0} |", row.members, row.mbps);
+                }
+                let h = brook_bench::client::end_to_end(latency_rate, Duration::from_secs(latency_secs)).await;
+                println!("\n## End-to-end latency\n");
+                println!("{latency_rate} records/s of 1 KiB for {latency_secs} s, one per produce request; timed from the scheduled send (coordinated omission corrected).\n");
+                println!("| samples | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|");
+                println!("| {} | {} | {} | {} | {} |", h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.value_at_quantile(0.999), h.max());
+            });
+        }
         Cmd::Grpc {
             records_per_batch,
             record_size,
