@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::log::{ConfigError, LogConfig};
 
 /// The sections of the file, which are also the `<SECTION>` of an environment override.
-const SECTIONS: [&str; 4] = ["server", "log", "retention", "logging"];
+const SECTIONS: [&str; 5] = ["server", "log", "retention", "groups", "logging"];
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "BROOK_";
@@ -40,6 +40,8 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// The background retention task.
     pub retention: RetentionConfig,
+    /// Consumer-group timeouts.
+    pub groups: GroupsConfig,
     /// The broker's own diagnostic output (tracing).
     pub logging: LoggingConfig,
 }
@@ -110,6 +112,31 @@ pub struct RetentionConfig {
     /// How often every log is checked for segments to delete (Kafka
     /// `log.retention.check.interval.ms`; default 300 000; 100..=86 400 000).
     pub check_interval_ms: u64,
+}
+
+/// Consumer-group timeouts (Kafka's `group.consumer.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// A member without a heartbeat for this long is evicted and its partitions move (Kafka
+    /// `group.consumer.session.timeout.ms`; default 45 000; 100..=3 600 000).
+    pub session_timeout_ms: u64,
+    /// A member asked to release partitions that has not within this long is evicted
+    /// (default 60 000; 100..=3 600 000).
+    pub rebalance_timeout_ms: u64,
+    /// How often members are told to heartbeat (Kafka
+    /// `group.consumer.heartbeat.interval.ms`; default 5 000; 10..=session_timeout_ms).
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        GroupsConfig {
+            session_timeout_ms: 45_000,
+            rebalance_timeout_ms: 60_000,
+            heartbeat_interval_ms: 5_000,
+        }
+    }
 }
 
 impl Default for RetentionConfig {
@@ -288,7 +315,7 @@ impl BrokerConfig {
     /// `BROOK_SERVER_MAX_REQUEST_BYTES=1048576` or `BROOK_LOG_FLUSH=always`. The value is
     /// taken as written for string settings and parsed as a TOML value (number, boolean)
     /// otherwise. Other `BROOK_` variables (`BROOK_BOOTSTRAP`, `BROOK_TEST_SEED`) are not
-    /// configuration and are ignored; an unknown KEY in one of the four sections is an error.
+    /// configuration and are ignored; an unknown KEY in one of the sections is an error.
     /// Overrides apply in the order of their names.
     pub fn load(
         path: Option<&Path>,
@@ -336,18 +363,82 @@ impl BrokerConfig {
         let (kib, gib, hour) = (KIB as i128, GIB as i128, i128::from(HOUR_MS));
         let retention = self.retention.check_interval_ms.into();
         #[rustfmt::skip]
-        let ranges: [(&'static str, i128, i128, i128); 11] = [
+        let g = &self.groups;
+        let ranges: [(&'static str, i128, i128, i128); 14] = [
             ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
-            ("server.max_request_bytes", s.max_request_bytes as i128, kib, gib),
-            ("server.max_connections", s.max_connections as i128, 1, 100_000),
-            ("server.default_partitions", s.default_partitions.into(), 1, 10_000),
-            ("server.max_partitions_per_topic", s.max_partitions_per_topic.into(), 1, 100_000),
-            ("server.fetch_max_bytes", s.fetch_max_bytes as i128, kib, gib),
-            ("server.fetch_partition_max_bytes", s.fetch_partition_max_bytes as i128, kib, gib),
-            ("server.max_fetch_wait_ms", s.max_fetch_wait_ms.into(), 0, hour),
-            ("server.produce_timeout_ms", s.produce_timeout_ms.into(), 1, hour),
-            ("server.shutdown_timeout_ms", s.shutdown_timeout_ms.into(), 0, hour),
+            (
+                "server.max_request_bytes",
+                s.max_request_bytes as i128,
+                kib,
+                gib,
+            ),
+            (
+                "server.max_connections",
+                s.max_connections as i128,
+                1,
+                100_000,
+            ),
+            (
+                "server.default_partitions",
+                s.default_partitions.into(),
+                1,
+                10_000,
+            ),
+            (
+                "server.max_partitions_per_topic",
+                s.max_partitions_per_topic.into(),
+                1,
+                100_000,
+            ),
+            (
+                "server.fetch_max_bytes",
+                s.fetch_max_bytes as i128,
+                kib,
+                gib,
+            ),
+            (
+                "server.fetch_partition_max_bytes",
+                s.fetch_partition_max_bytes as i128,
+                kib,
+                gib,
+            ),
+            (
+                "server.max_fetch_wait_ms",
+                s.max_fetch_wait_ms.into(),
+                0,
+                hour,
+            ),
+            (
+                "server.produce_timeout_ms",
+                s.produce_timeout_ms.into(),
+                1,
+                hour,
+            ),
+            (
+                "server.shutdown_timeout_ms",
+                s.shutdown_timeout_ms.into(),
+                0,
+                hour,
+            ),
             ("retention.check_interval_ms", retention, 100, 86_400_000),
+            (
+                "groups.session_timeout_ms",
+                g.session_timeout_ms.into(),
+                100,
+                hour,
+            ),
+            (
+                "groups.rebalance_timeout_ms",
+                g.rebalance_timeout_ms.into(),
+                100,
+                hour,
+            ),
+            (
+                "groups.heartbeat_interval_ms",
+                g.heartbeat_interval_ms.into(),
+                10,
+                g.session_timeout_ms.into(),
+            ),
         ];
         for (name, value, min, max) in ranges {
             check(name, value, min, max)?;
@@ -569,6 +660,11 @@ max_batch_bytes = 4194304
 [retention]
 check_interval_ms = 1000
 
+[groups]
+session_timeout_ms = 10000
+rebalance_timeout_ms = 20000
+heartbeat_interval_ms = 1000
+
 [logging]
 format = "json"
 level = "warn,brook_broker=debug"
@@ -603,6 +699,11 @@ level = "warn,brook_broker=debug"
             },
             retention: RetentionConfig {
                 check_interval_ms: 1000,
+            },
+            groups: GroupsConfig {
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 20_000,
+                heartbeat_interval_ms: 1_000,
             },
             logging: LoggingConfig {
                 format: LogFormat::Json,
@@ -737,7 +838,7 @@ level = "warn,brook_broker=debug"
         assert_eq!(line_of(source, text), 1);
         assert_eq!(
             toml_message(source),
-            "unknown field `servre`, expected one of `server`, `log`, `retention`, `logging`"
+            "unknown field `servre`, expected one of `server`, `log`, `retention`, `groups`, `logging`"
         );
     }
 

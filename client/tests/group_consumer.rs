@@ -199,3 +199,59 @@ async fn a_member_leaving_without_commit_is_replayed_from_the_committed_offset_e
     b.shutdown();
     b.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_member_is_evicted_after_the_session_timeout_and_replayed_exactly() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::default();
+    config.server.data_dir = data.path().to_path_buf();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.http_listen = "127.0.0.1:0".parse().unwrap();
+    config.groups.session_timeout_ms = 1000;
+    config.groups.heartbeat_interval_ms = 100;
+    let b = brook_broker::server::start(config, CancellationToken::new())
+        .await
+        .unwrap();
+    let conn = Connection::connect(&b.grpc_addr.to_string()).await.unwrap();
+    setup(&conn, 2, 20).await;
+    // A reads everything, commits after the first 40 records, then crashes (dropped without
+    // closing: it stops heartbeating) having read 40 more.
+    let seen: Seen = Arc::default();
+    let mut a = run(member(&conn, None), seen.clone(), 40).await;
+    a.commit().await.unwrap();
+    let committed = seen.lock().clone();
+    assert_eq!(committed.len(), 40);
+    produce(&conn, 0, 20..40).await;
+    produce(&conn, 1, 20..40).await;
+    let a = run(a, seen.clone(), 80).await;
+    let read_by_a = seen.lock().clone();
+    assert_eq!(read_by_a.len(), 80);
+    let crashed_at = tokio::time::Instant::now();
+    drop(a);
+    // B joins at once but gets A's partitions only after A's session timed out, and resumes at
+    // the committed offsets: the records A read after its commit are delivered again, exactly.
+    let b_seen: Seen = Arc::default();
+    let bm = run(
+        member(&conn, Some(Duration::from_millis(50))),
+        b_seen.clone(),
+        80 - committed.len(),
+    )
+    .await;
+    // A's last heartbeat was at most one interval (100 ms) before the crash.
+    assert!(
+        crashed_at.elapsed() >= Duration::from_millis(900),
+        "partitions moved before the session timeout"
+    );
+    let b_seen = b_seen.lock().clone();
+    let expected: Vec<&String> = read_by_a
+        .keys()
+        .filter(|v| !committed.contains_key(*v))
+        .collect();
+    assert_eq!(b_seen.len(), expected.len());
+    for v in expected {
+        assert_eq!(b_seen.get(v), Some(&1), "{v} replayed once");
+    }
+    bm.close().await.unwrap();
+    b.shutdown();
+    b.wait().await.unwrap();
+}

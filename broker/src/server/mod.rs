@@ -141,7 +141,14 @@ pub async fn start(
     )
     .await?;
     let producer_ids = ProducerIds::open(&config.server.data_dir).map_err(RegistryError::from)?;
-    let coordinator = Coordinator::open(&registry, GroupConfig::default()).await?;
+    let groups = &config.groups;
+    let group_config = GroupConfig {
+        session_timeout: Duration::from_millis(groups.session_timeout_ms),
+        rebalance_timeout: Duration::from_millis(groups.rebalance_timeout_ms),
+        heartbeat_interval: Duration::from_millis(groups.heartbeat_interval_ms),
+        ..GroupConfig::default()
+    };
+    let coordinator = Coordinator::open(&registry, group_config).await?;
     let grpc_listener = bind("gRPC", config.server.listen).await?;
     let http_listener = bind("HTTP", config.server.http_listen).await?;
     let grpc_addr = grpc_listener

@@ -79,7 +79,8 @@ struct Membership {
 
 /// A member of a consumer group. See the [module docs](self).
 pub struct GroupConsumer {
-    consumer: Consumer,
+    /// `None` only after `close` took it.
+    consumer: Option<Consumer>,
     conn: Connection,
     config: GroupMemberConfig,
     shared: Arc<(Mutex<Membership>, Notify, Notify)>,
@@ -87,6 +88,14 @@ pub struct GroupConsumer {
     owned: BTreeSet<TopicPartition>,
     listener: Box<dyn RebalanceListener>,
     last_commit: Instant,
+}
+
+impl Drop for GroupConsumer {
+    /// A dropped member stops heartbeating (as a crashed one would): the coordinator evicts
+    /// it after the session timeout. `close` leaves at once instead.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -206,7 +215,7 @@ impl GroupConsumer {
         ));
         let task = tokio::spawn(heartbeat_loop(conn.clone(), config.clone(), shared.clone()));
         Ok(GroupConsumer {
-            consumer: Consumer::with_connection(conn.clone(), consumer_config),
+            consumer: Some(Consumer::with_connection(conn.clone(), consumer_config)),
             conn,
             config,
             shared,
@@ -215,6 +224,18 @@ impl GroupConsumer {
             listener,
             last_commit: Instant::now(),
         })
+    }
+
+    fn reader(&self) -> &Consumer {
+        self.consumer
+            .as_ref()
+            .expect("the consumer is only taken by close")
+    }
+
+    fn reader_mut(&mut self) -> &mut Consumer {
+        self.consumer
+            .as_mut()
+            .expect("the consumer is only taken by close")
     }
 
     /// The partitions this member holds now.
@@ -234,7 +255,7 @@ impl GroupConsumer {
     ) -> Result<Vec<PartitionOffset>, ClientError> {
         let mut out = Vec::new();
         for tp in of {
-            let Offset(offset) = self.consumer.position(tp).await?;
+            let Offset(offset) = self.reader().position(tp).await?;
             out.push(PartitionOffset {
                 topic: tp.topic.to_string(),
                 partition: tp.partition,
@@ -336,8 +357,8 @@ impl GroupConsumer {
                 self.commit_partitions(&revoked).await?;
             }
             self.owned.retain(|tp| !revoked.contains(tp));
-            self.consumer
-                .assign(&self.owned.iter().cloned().collect::<Vec<_>>());
+            let owned: Vec<TopicPartition> = self.owned.iter().cloned().collect();
+            self.reader_mut().assign(&owned);
         }
         let added: BTreeSet<TopicPartition> = target.difference(&self.owned).cloned().collect();
         if !added.is_empty() {
@@ -357,10 +378,10 @@ impl GroupConsumer {
                 &committed.error_message,
             )?;
             self.owned.extend(added.iter().cloned());
-            self.consumer
-                .assign(&self.owned.iter().cloned().collect::<Vec<_>>());
+            let owned: Vec<TopicPartition> = self.owned.iter().cloned().collect();
+            self.reader_mut().assign(&owned);
             for o in committed.offsets {
-                self.consumer.seek(
+                self.reader_mut().seek(
                     &TopicPartition::new(o.topic.as_str(), o.partition),
                     Offset(o.offset),
                 )?;
@@ -393,7 +414,7 @@ impl GroupConsumer {
                 let left = deadline.saturating_duration_since(Instant::now());
                 // Come back for a rebalance at least every 100 ms while waiting.
                 let records = self
-                    .consumer
+                    .reader_mut()
                     .poll(left.min(Duration::from_millis(100)))
                     .await?;
                 if !records.is_empty() || Instant::now() >= deadline {
@@ -419,7 +440,9 @@ impl GroupConsumer {
         self.shared.2.notify_one();
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
         self.task.abort();
-        self.consumer.close().await;
+        if let Some(consumer) = self.consumer.take() {
+            consumer.close().await;
+        }
         committed
     }
 }
