@@ -166,7 +166,8 @@ async fn a_member_leaving_without_commit_is_replayed_from_the_committed_offset_e
     // committing (a crash after processing, as far as the group can tell).
     let seen: Seen = Arc::default();
     let mut a = run(member(&conn, None), seen.clone(), 50).await;
-    a.commit().await.unwrap();
+    // An asynchronous commit, awaited here only so the test knows it landed.
+    a.commit_async().await.unwrap().await.unwrap().unwrap();
     produce(&conn, 0, 50..80).await;
     let mut a = run(a, seen.clone(), 80).await;
     assert_eq!(seen.lock().len(), 80);

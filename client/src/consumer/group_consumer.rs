@@ -274,6 +274,43 @@ impl GroupConsumer {
         self.send_commit(offsets).await
     }
 
+    /// Commits the positions of every held partition without waiting for the answer: the
+    /// positions are taken now, the commit runs in the background and its outcome arrives
+    /// through the returned handle (Kafka's `commitAsync`). A later commit overtakes an
+    /// earlier one harmlessly: positions only grow.
+    pub async fn commit_async(
+        &mut self,
+    ) -> Result<JoinHandle<Result<(), ClientError>>, ClientError> {
+        let owned = self.owned.clone();
+        let offsets = self.positions(&owned).await?;
+        let (conn, group, shared) = (
+            self.conn.clone(),
+            self.config.group_id.clone(),
+            self.shared.clone(),
+        );
+        self.last_commit = Instant::now();
+        Ok(tokio::spawn(async move {
+            if offsets.is_empty() {
+                return Ok(());
+            }
+            let (member_id, member_epoch) = {
+                let s = shared.0.lock();
+                (s.member_id.clone(), s.epoch)
+            };
+            let res = conn
+                .groups()
+                .commit_offsets(CommitOffsetsRequest {
+                    group_id: group.clone(),
+                    member_id,
+                    member_epoch,
+                    offsets,
+                })
+                .await?
+                .into_inner();
+            check_code(&group, None, res.error_code, &res.error_message)
+        }))
+    }
+
     /// Commits `offsets` (partition, next offset to consume) for partitions this member holds:
     /// for applications that commit exactly what they processed rather than positions.
     pub async fn commit_offsets(
