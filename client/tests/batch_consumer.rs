@@ -1,88 +1,25 @@
 //! The batching consumer against a real broker: batch sizes, per-partition order, bounded
 //! concurrency, commit only after the handler succeeded.
 
-use std::collections::{BTreeMap, HashMap};
+mod groups_common;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use brook_broker::config::BrokerConfig;
 use brook_client::Connection;
 use brook_client::consumer::{
-    AutoOffsetReset, BatchConfig, BatchRunError, ConsumerConfig, GroupConsumer, GroupMemberConfig,
-    NoListener, TopicPartition, run_batches,
-};
-use brook_proto::BatchBuilder;
-use brook_proto::v1::{
-    Acks, CreateTopicsRequest, ErrorCode, NewTopic, PartitionProduceData, ProduceRequest,
-    TopicProduceData,
+    BatchConfig, BatchRunError, GroupConsumer, TopicPartition, run_batches,
 };
 use parking_lot::Mutex;
-use tokio_util::sync::CancellationToken;
-
-async fn broker() -> (brook_broker::server::RunningBroker, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = BrokerConfig::default();
-    config.server.data_dir = data.path().to_path_buf();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.http_listen = "127.0.0.1:0".parse().unwrap();
-    (
-        brook_broker::server::start(config, CancellationToken::new())
-            .await
-            .unwrap(),
-        data,
-    )
-}
 
 async fn setup(conn: &Connection, partitions: u32, per_partition: usize) {
-    let res = conn
-        .admin()
-        .create_topics(CreateTopicsRequest {
-            topics: vec![NewTopic {
-                name: "t".into(),
-                partitions,
-                replication_factor: 0,
-                configs: HashMap::new(),
-            }],
-            validate_only: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(res.results[0].error_code(), ErrorCode::None);
-    for p in 0..partitions {
-        let mut b = BatchBuilder::new();
-        for i in 0..per_partition {
-            b.append(1, None, Some(format!("{i}").as_bytes()), &[]);
-        }
-        let req = ProduceRequest {
-            acks: Acks::All as i32,
-            timeout_ms: 0,
-            topics: vec![TopicProduceData {
-                topic: "t".into(),
-                partitions: vec![PartitionProduceData {
-                    partition: p,
-                    records: b.build(),
-                }],
-            }],
-        };
-        conn.broker().produce(req).await.unwrap();
-    }
+    groups_common::setup(conn, partitions, per_partition, |_, i| format!("{i}")).await;
 }
 
 fn member(conn: &Connection) -> GroupConsumer {
-    let config = ConsumerConfig::builder()
-        .bootstrap(conn.addr())
-        .auto_offset_reset(AutoOffsetReset::Earliest)
-        .fetch_max_wait(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    let group = GroupMemberConfig {
-        group_id: "batches".into(),
-        topics: vec!["t".into()],
-        auto_commit: None,
-    };
-    GroupConsumer::subscribe(conn.clone(), config, group, Box::new(NoListener)).unwrap()
+    groups_common::member(conn, "batches", None)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +30,7 @@ type Log = Arc<Mutex<BTreeMap<u32, Vec<i64>>>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_keep_partition_order_run_in_parallel_and_commit_after_success() {
-    let (b, _data) = broker().await;
+    let (b, _data) = groups_common::broker().await;
     let conn = Connection::connect(&b.grpc_addr.to_string()).await.unwrap();
     setup(&conn, 4, 250).await;
     let mut m = member(&conn);
@@ -178,7 +115,7 @@ async fn batches_keep_partition_order_run_in_parallel_and_commit_after_success()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_batch_is_not_committed_and_is_delivered_again() {
-    let (b, _data) = broker().await;
+    let (b, _data) = groups_common::broker().await;
     let conn = Connection::connect(&b.grpc_addr.to_string()).await.unwrap();
     setup(&conn, 1, 30).await;
     let mut m = member(&conn);

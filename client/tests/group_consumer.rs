@@ -2,91 +2,32 @@
 //! record, hand-over at the committed offset, and the exact duplicate window of a member that
 //! leaves without committing.
 
-use std::collections::{BTreeMap, HashMap};
+mod groups_common;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use brook_broker::config::BrokerConfig;
 use brook_client::Connection;
-use brook_client::consumer::{
-    AutoOffsetReset, ConsumerConfig, GroupConsumer, GroupMemberConfig, NoListener,
-};
-use brook_proto::BatchBuilder;
-use brook_proto::v1::{
-    Acks, CreateTopicsRequest, ErrorCode, NewTopic, PartitionProduceData, ProduceRequest,
-    TopicProduceData,
-};
+use brook_client::consumer::GroupConsumer;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-async fn broker() -> (brook_broker::server::RunningBroker, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = BrokerConfig::default();
-    config.server.data_dir = data.path().to_path_buf();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.http_listen = "127.0.0.1:0".parse().unwrap();
-    (
-        brook_broker::server::start(config, CancellationToken::new())
-            .await
-            .unwrap(),
-        data,
-    )
+fn value(p: u32, i: usize) -> String {
+    format!("p{p}-{i}")
 }
 
 async fn setup(conn: &Connection, partitions: u32, per_partition: usize) {
-    let res = conn
-        .admin()
-        .create_topics(CreateTopicsRequest {
-            topics: vec![NewTopic {
-                name: "t".into(),
-                partitions,
-                replication_factor: 0,
-                configs: HashMap::new(),
-            }],
-            validate_only: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(res.results[0].error_code(), ErrorCode::None);
-    for p in 0..partitions {
-        produce(conn, p, 0..per_partition).await;
-    }
+    groups_common::setup(conn, partitions, per_partition, value).await;
 }
 
 async fn produce(conn: &Connection, p: u32, range: std::ops::Range<usize>) {
-    let mut b = BatchBuilder::new();
-    for i in range {
-        b.append(1, None, Some(format!("p{p}-{i}").as_bytes()), &[]);
-    }
-    let req = ProduceRequest {
-        acks: Acks::All as i32,
-        timeout_ms: 0,
-        topics: vec![TopicProduceData {
-            topic: "t".into(),
-            partitions: vec![PartitionProduceData {
-                partition: p,
-                records: b.build(),
-            }],
-        }],
-    };
-    let res = conn.broker().produce(req).await.unwrap().into_inner();
-    assert_eq!(res.topics[0].partitions[0].error_code(), ErrorCode::None);
+    groups_common::produce(conn, p, range, value).await;
 }
 
 fn member(conn: &Connection, auto_commit: Option<Duration>) -> GroupConsumer {
-    let config = ConsumerConfig::builder()
-        .bootstrap(conn.addr())
-        .auto_offset_reset(AutoOffsetReset::Earliest)
-        .fetch_max_wait(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    let group = GroupMemberConfig {
-        group_id: "g".into(),
-        topics: vec!["t".into()],
-        auto_commit,
-    };
-    GroupConsumer::subscribe(conn.clone(), config, group, Box::new(NoListener)).unwrap()
+    groups_common::member(conn, "g", auto_commit)
 }
 
 type Seen = Arc<Mutex<BTreeMap<String, usize>>>;
@@ -105,7 +46,7 @@ async fn run(mut m: GroupConsumer, seen: Seen, total: usize) -> GroupConsumer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_share_six_partitions_and_see_every_record_exactly_once() {
-    let (b, _data) = broker().await;
+    let (b, _data) = groups_common::broker().await;
     let conn = Connection::connect(&b.grpc_addr.to_string()).await.unwrap();
     setup(&conn, 6, 200).await;
     let seen: Seen = Arc::default();
@@ -159,7 +100,7 @@ async fn three_members_share_six_partitions_and_see_every_record_exactly_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_leaving_without_commit_is_replayed_from_the_committed_offset_exactly() {
-    let (b, _data) = broker().await;
+    let (b, _data) = groups_common::broker().await;
     let conn = Connection::connect(&b.grpc_addr.to_string()).await.unwrap();
     setup(&conn, 1, 50).await;
     // A reads the first 50 and commits them, then reads 30 more and leaves without

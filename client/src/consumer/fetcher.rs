@@ -444,16 +444,11 @@ impl Fetcher {
                 return;
             }
         };
-        let mut answers: HashMap<(String, u32), FetchPartitionResponse> = response
-            .topics
-            .into_iter()
-            .flat_map(|t| {
-                let topic = t.topic;
-                t.partitions
-                    .into_iter()
-                    .map(move |p| ((topic.clone(), p.partition), p))
-            })
-            .collect();
+        let mut answers: HashMap<(String, u32), FetchPartitionResponse> = by_partition(
+            response.topics,
+            |t| (t.topic, t.partitions),
+            |p| p.partition,
+        );
         let mut state = self.shared.state.lock();
         for target in targets {
             let answer = answers.remove(&(target.tp.topic.to_string(), target.tp.partition));
@@ -525,16 +520,11 @@ impl Fetcher {
                 return;
             }
         };
-        let mut answers: HashMap<(String, u32), ListOffsetsPartitionResponse> = response
-            .topics
-            .into_iter()
-            .flat_map(|t| {
-                let topic = t.topic;
-                t.partitions
-                    .into_iter()
-                    .map(move |p| ((topic.clone(), p.partition), p))
-            })
-            .collect();
+        let mut answers: HashMap<(String, u32), ListOffsetsPartitionResponse> = by_partition(
+            response.topics,
+            |t| (t.topic, t.partitions),
+            |p| p.partition,
+        );
         let mut state = self.shared.state.lock();
         for target in targets {
             let answer = answers.remove(&(target.tp.topic.to_string(), target.tp.partition));
@@ -809,6 +799,22 @@ async fn timed<T>(
             after,
         }),
     }
+}
+
+/// A response's per-partition answers keyed by (topic, partition).
+fn by_partition<T, P>(
+    topics: Vec<T>,
+    split: impl Fn(T) -> (String, Vec<P>),
+    partition: impl Fn(&P) -> u32,
+) -> HashMap<(String, u32), P> {
+    let mut out = HashMap::new();
+    for t in topics {
+        let (topic, partitions) = split(t);
+        for p in partitions {
+            out.insert((topic.clone(), partition(&p)), p);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
