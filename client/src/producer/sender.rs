@@ -137,6 +137,9 @@ pub(crate) struct Sender {
     next_batch_id: u64,
     metadata_stale: bool,
     metadata_retry_at: Option<Instant>,
+    /// The clock reading the last `dispatch` judged retry times by. `next_wakeup` schedules
+    /// every retry later than it, so a retry that falls due between the two is not lost.
+    dispatched_at: Instant,
     sticky: HashMap<String, u32>,
     round_robin: HashMap<String, u32>,
     flush_waiters: Vec<oneshot::Sender<()>>,
@@ -170,6 +173,7 @@ impl Sender {
             next_batch_id: 0,
             metadata_stale: false,
             metadata_retry_at: None,
+            dispatched_at: Instant::now(),
             sticky: HashMap::new(),
             round_robin: HashMap::new(),
             flush_waiters: Vec::new(),
@@ -388,6 +392,7 @@ impl Sender {
     /// Sends every batch that may go now.
     async fn dispatch(&mut self) {
         let now = Instant::now();
+        self.dispatched_at = now;
         if self.metadata_stale && self.metadata_retry_at.is_none_or(|at| at <= now) {
             match self.metadata.refresh().await {
                 Ok(()) => {
@@ -858,7 +863,9 @@ impl Sender {
         }
         for queue in self.partitions.values() {
             if queue.batches.iter().any(|b| b.state == BatchState::Queued) {
-                if let Some(at) = queue.retry_at.filter(|at| *at > now) {
+                // Judged against the dispatch's clock, not this one: a retry that fell due in
+                // between was not sent, so it must wake the loop (at once).
+                if let Some(at) = queue.retry_at.filter(|at| *at > self.dispatched_at) {
                     consider(at);
                 }
                 if let Some(at) = queue
