@@ -1,6 +1,7 @@
 //! Brook benchmarks. The criterion micro-benchmarks live in `benches/`; the `brook-bench`
-//! binary (src/bin) runs workloads over the network: today gRPC against the storage engine
-//! ([`grpc`]); the comparison with a real Kafka joins with its issue.
+//! binary (src/bin) runs workloads over the network: gRPC against the storage engine
+//! ([`grpc`]) and the client library ([`client`]); the comparison with a real Kafka joins
+//! with its issue.
 //!
 //! This library holds what the micro-benchmarks share:
 //!
