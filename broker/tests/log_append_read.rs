@@ -225,6 +225,28 @@ async fn segment_rolls_once_its_first_batch_is_older_than_segment_ms() {
 }
 
 #[tokio::test]
+async fn old_timestamps_appended_now_do_not_roll_a_segment_per_batch() {
+    // Mirrored or replayed records carry timestamps far older than segment_ms.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(10_000_000_000);
+    let config = LogConfig {
+        segment_ms: Some(60_000),
+        ..LogConfig::default()
+    };
+    let log = Log::open_with_clock(dir.path(), config, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        append(&log, "old", 1, 1_000_000 + i * 1000).await;
+    }
+    assert_eq!(log.segment_base_offsets(), vec![Offset(0)]);
+    // Record time moving past segment_ms since the first batch rolls, whatever the clock.
+    append(&log, "later", 1, 1_000_000 + 60_001).await;
+    assert_eq!(log.segment_base_offsets(), vec![Offset(0), Offset(10)]);
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn timestamp_lookup_finds_first_record_at_or_after() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

@@ -121,8 +121,9 @@ pub struct LogConfig {
     /// Roll the active segment before it would exceed this many bytes (Kafka
     /// `segment.bytes`, default 1 GiB). At most 2 GiB: index positions are 32-bit.
     pub segment_bytes: u64,
-    /// Roll the active segment once its first batch is this old (Kafka `segment.ms`, default
-    /// 7 days). `None`: never by age.
+    /// Roll the active segment when a batch's timestamp is more than this much later than the
+    /// segment's first batch's (Kafka `segment.ms`, default 7 days; measured in record time
+    /// as Kafka does, so old timestamps appended now do not roll). `None`: never by age.
     #[serde(with = "unlimited")]
     pub segment_ms: Option<u64>,
     /// Bytes of log between two index entries (Kafka `index.interval.bytes`, 4096).

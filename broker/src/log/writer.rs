@@ -207,7 +207,7 @@ impl Writer {
         }
     }
 
-    fn should_roll(&self, pending: u64, h: &BatchHeader, next_offset: i64, now: i64) -> bool {
+    fn should_roll(&self, pending: u64, h: &BatchHeader, next_offset: i64) -> bool {
         let size = self.indexer.size + pending;
         if size == 0 {
             return false;
@@ -224,8 +224,11 @@ impl Writer {
         if self.active.offset_index.read().is_full() || self.active.time_index.read().is_full() {
             return true;
         }
+        // Age is measured in record time, as Kafka does: the incoming batch's timestamp against
+        // the segment's first. Records with old timestamps (mirrored or replayed data) written
+        // now therefore do not roll a segment per batch.
         match (config.segment_ms, self.indexer.first_timestamp) {
-            (Some(ms), Some(first)) => now.saturating_sub(first) > ms as i64,
+            (Some(ms), Some(first)) => h.max_timestamp.saturating_sub(first) > ms as i64,
             _ => false,
         }
     }
@@ -248,9 +251,7 @@ impl Writer {
             let mut next = self.indexer.next_offset;
             let mut n = 0;
             for a in &rest {
-                if self.should_roll(pending, &a.header, next, now)
-                    || (n > 0 && pending >= CHUNK_BYTES)
-                {
+                if self.should_roll(pending, &a.header, next) || (n > 0 && pending >= CHUNK_BYTES) {
                     break;
                 }
                 pending += a.header.total_size() as u64;
