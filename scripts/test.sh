@@ -16,6 +16,20 @@ cargo fmt --all --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Kafka jars (for the Kafka interop tests)"
+if ! scripts/kafka.sh fetch; then
+    if [ "${CI:-}" = true ]; then
+        echo "error: the Kafka interop tests need Java 17+ and the Kafka jars; CI must provide them" >&2
+        exit 1
+    fi
+    cat >&2 <<'WARN'
+******************************************************************************
+* WARNING: could not fetch Kafka's jars (see above): the Kafka interop tests
+* will be SKIPPED. Install Java 17+ and Maven, then run scripts/kafka.sh fetch.
+******************************************************************************
+WARN
+fi
+
 step "build tests"
 cargo test --workspace --all-targets --locked --no-run
 

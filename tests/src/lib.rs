@@ -3,8 +3,13 @@
 //! - `log-appender` (src/bin): appends to a log with `flush = always` and reports every
 //!   acknowledged batch on stdout, so a parent can SIGKILL it at any moment and check that
 //!   nothing acknowledged was lost (tests/log_crash.rs).
+//! - [`kafka`]: a real Apache Kafka (one node or a 3-node cluster on free loopback ports) from
+//!   `scripts/kafka.sh`, for the Kafka interop tests and side-by-side benchmarks
+//!   (tests/kafka_harness.rs).
 //!
 //! The cluster harness and fault injection join with the replication issue.
+
+pub mod kafka;
 
 /// The line `log-appender` prints for each acknowledged batch:
 /// `"{base_offset} {last_offset} {tag}"`; record `i` of the batch has value `"{tag}:{i}"`.
