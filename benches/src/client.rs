@@ -29,7 +29,7 @@ use brook_proto::v1::{
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
-async fn start_broker(dir: &std::path::Path) -> RunningBroker {
+pub(crate) async fn start_broker(dir: &std::path::Path) -> RunningBroker {
     let mut c = BrokerConfig::default();
     c.server.data_dir = dir.to_path_buf();
     c.server.listen = "127.0.0.1:0".parse().expect("addr");
@@ -39,7 +39,7 @@ async fn start_broker(dir: &std::path::Path) -> RunningBroker {
         .expect("broker starts")
 }
 
-async fn create(conn: &Connection, topic: &str, partitions: u32) {
+pub(crate) async fn create(conn: &Connection, topic: &str, partitions: u32) {
     let res = conn
         .admin()
         .create_topics(CreateTopicsRequest {

@@ -1,7 +1,7 @@
 //! Brook benchmarks. The criterion micro-benchmarks live in `benches/`; the `brook-bench`
 //! binary (src/bin) runs workloads over the network: gRPC against the storage engine
-//! ([`grpc`]) and the client library ([`client`]); the comparison with a real Kafka joins
-//! with its issue.
+//! ([`grpc`]), the client library ([`client`]) and brook-connect beside Kafka's own consumer
+//! ([`connect`]); the full comparison with a real Kafka joins with its issue.
 //!
 //! This library holds what the micro-benchmarks share:
 //!
@@ -16,6 +16,7 @@
 //!   group can print the brook / raw throughput ratio the issue asks for.
 
 pub mod client;
+pub mod connect;
 pub mod grpc;
 
 use std::cell::RefCell;

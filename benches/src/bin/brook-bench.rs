@@ -47,6 +47,25 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         latency_secs: u64,
     },
+    /// brook-connect's throughput each way beside Kafka's own consumer on the same topics
+    /// (starts a real Kafka with scripts/kafka.sh and an in-process Brook broker).
+    Connect {
+        /// Records in each source topic.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        /// Bytes per record value.
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Partitions of every topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Repetitions (medians reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// The brook-connect binary (default: next to this one).
+        #[arg(long)]
+        connect_bin: Option<std::path::PathBuf>,
+    },
     /// gRPC produce/fetch throughput and produce latency beside the storage engine.
     Grpc {
         /// Records per batch.
@@ -125,6 +144,38 @@ fn main() {
                 println!("| samples | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|");
                 println!("| {} | {} | {} | {} | {} |", h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.value_at_quantile(0.999), h.max());
             });
+        }
+        Cmd::Connect {
+            records,
+            record_size,
+            partitions,
+            repeat,
+            connect_bin,
+        } => {
+            let connect_bin = connect_bin.unwrap_or_else(|| {
+                std::env::current_exe()
+                    .expect("own path")
+                    .with_file_name("brook-connect")
+            });
+            let bench = brook_bench::connect::ConnectBench {
+                records,
+                record_size,
+                partitions,
+                repeat: repeat.max(1),
+                connect_bin,
+            };
+            let rows = runtime.block_on(bench.run());
+            println!("## brook-connect beside Kafka's consumer\n");
+            println!(
+                "{records} records of {record_size} bytes (+ 8-byte keys) per topic, {partitions} partitions, median of {repeat}; MB = 10^6 bytes of keys and values.\n"
+            );
+            println!("| measured | records/s | MB/s |\n|---|---|---|");
+            for r in rows {
+                println!(
+                    "| {} | {:.0} | {:.1} |",
+                    r.what, r.records_per_sec, r.mb_per_sec
+                );
+            }
         }
         Cmd::Grpc {
             records_per_batch,
