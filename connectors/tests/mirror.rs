@@ -567,3 +567,67 @@ fn unreachable_clusters_at_start_exit_3_naming_them() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_the_destination_refuses_stops_the_pipeline_and_is_never_committed_past() {
+    if !kafka_available(
+        "a_record_the_destination_refuses_stops_the_pipeline_and_is_never_committed_past",
+    ) {
+        return;
+    }
+    let _one = KAFKA.lock().await;
+    let bridge = Bridge::start("k-big", "unused").await;
+    bridge.kafka.create_topic("k-big", 1, 1).unwrap();
+    // The Brook copy takes batches of at most 4 KiB; record 1 alone is 10 KiB.
+    let res = bridge
+        .conn
+        .admin()
+        .create_topics(brook_proto::v1::CreateTopicsRequest {
+            topics: vec![brook_proto::v1::NewTopic {
+                name: "k-big".into(),
+                partitions: 1,
+                replication_factor: 0,
+                configs: [("max.message.bytes".to_string(), "4096".to_string())].into(),
+            }],
+            validate_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.results[0].error_code, 0, "{:?}", res.results[0]);
+    let mut records: Vec<Rec> = (0..3).map(|i| record("k", i, 100)).collect();
+    records[1].value = Some(bytes::Bytes::from(vec![b'x'; 10 * 1024]));
+    kafka_produce(&bridge.bootstrap, "k-big", records, None).await;
+
+    let connector = Connector::start(
+        bridge.dir.path(),
+        &format!(
+            "[brook]\nbootstrap = \"{}\"\n[kafka]\nbootstrap = \"{}\"\n\
+             [[pipeline]]\nname = \"k-in\"\ndirection = \"kafka-to-brook\"\ntopics = [\"k-big\"]\n\
+             create_topics = false\ncommit_interval_ms = 10\n",
+            bridge.brook_addr, bridge.bootstrap
+        ),
+    );
+    wait_for(
+        "the refused record on /health",
+        Duration::from_secs(60),
+        || async {
+            let (code, body) = connector.get("/health");
+            code == 503 && body.contains("Brook write failed") && body.contains("BATCH_TOO_LARGE")
+        },
+    )
+    .await;
+    // The pipeline keeps retrying (it never skips a record) and never commits past it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let committed = kafka_committed(&bridge.bootstrap, K_GROUP, "k-big", 1).await;
+    assert!(
+        committed.get(&0).is_none_or(|&o| o <= 1),
+        "committed past the refused record: {committed:?}"
+    );
+    let copy = brook_read(&bridge.conn, "k-big", 1).await;
+    assert!(
+        copy[&0].len() <= 1,
+        "nothing after the refused record: {copy:?}"
+    );
+    assert_eq!(connector.terminate(), Some(0));
+}
