@@ -32,7 +32,9 @@
 #                                            (logging at WARN, so stderr holds its errors)
 #
 # Environment: BROOK_KAFKA_LIBS (jar directory), KAFKA_HEAP_OPTS (JVM heap flags, default
-# "-Xms256m -Xmx1g"). DIR also holds cluster.id (one id for all nodes) and cluster.conf (PORT
+# "-Xms256m -Xmx1g"), KAFKA_EXTRA_PROPERTIES (space-separated key=value broker settings added
+# to every node's server.properties at `start`, e.g. "log.flush.interval.messages=1"; kept in
+# DIR/extra.properties for restarts). DIR also holds cluster.id (one id for all nodes) and cluster.conf (PORT
 # and NODES, for bootstrap and start-node). The Kafka version is pinned in
 # scripts/kafka/pom.xml (all Kafka artifacts at one version).
 set -euo pipefail
@@ -184,6 +186,10 @@ group.initial.rebalance.delay.ms=0
 broker.heartbeat.interval.ms=500
 broker.session.timeout.ms=4000
 PROPS
+    # Extra broker settings given at `start` (KAFKA_EXTRA_PROPERTIES), kept for restarts.
+    if [ -f "$1/extra.properties" ]; then
+        cat "$1/extra.properties" >>"$nd/server.properties"
+    fi
 }
 
 # Fails (returns 1, with a message) when node I cannot be launched: it runs already, or one of
@@ -325,6 +331,11 @@ start() {
         check_launchable "$dir" "$i" || exit 1
     done
     echo "$port $nodes" >"$dir/cluster.conf"
+    if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
+        # Space-separated key=value pairs (no spaces inside a value).
+        # shellcheck disable=SC2086 # word splitting is the point
+        printf '%s\n' $KAFKA_EXTRA_PROPERTIES >"$dir/extra.properties"
+    fi
     if [ ! -s "$dir/cluster.id" ]; then
         java_quick kafka.tools.StorageTool random-uuid >"$dir/cluster.id.tmp"
         mv "$dir/cluster.id.tmp" "$dir/cluster.id"

@@ -58,6 +58,21 @@ impl KafkaCluster {
     /// Three nodes run with replication factor 3 and `min.insync.replicas` 2 (internal topics
     /// too), one node with replication factor 1.
     pub fn start(nodes: usize) -> anyhow::Result<KafkaCluster> {
+        KafkaCluster::start_with(nodes, &[])
+    }
+
+    /// [`KafkaCluster::start`] with extra broker settings in every node's
+    /// `server.properties` (kept across node restarts), e.g.
+    /// `("log.flush.interval.messages", "1")`. Keys and values may not contain spaces.
+    pub fn start_with(nodes: usize, properties: &[(&str, &str)]) -> anyhow::Result<KafkaCluster> {
+        ensure!(
+            properties
+                .iter()
+                .all(|(k, v)| !k.contains(char::is_whitespace) && !v.contains(char::is_whitespace)),
+            "Kafka properties may not contain spaces: {properties:?}"
+        );
+        let extra: Vec<String> = properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let extra = extra.join(" ");
         ensure!(
             nodes == 1 || nodes == 3,
             "a Kafka cluster has 1 or 3 nodes, not {nodes}"
@@ -73,10 +88,11 @@ impl KafkaCluster {
             let dir_arg = dir.path().to_string_lossy().into_owned();
             let port_arg = base_port.to_string();
             let nodes_arg = nodes.to_string();
-            let out = run_script(
+            let out = run_script_env(
                 &script,
                 &["start", &dir_arg, &port_arg, &nodes_arg],
                 START_TIMEOUT,
+                &[("KAFKA_EXTRA_PROPERTIES", extra.as_str())],
             )?;
             let cluster = KafkaCluster {
                 dir,
@@ -363,9 +379,19 @@ fn free_base_port(nodes: usize) -> anyhow::Result<u16> {
 /// Runs `bash kafka.sh ARGS...` in its own process group and collects its output; kills the
 /// group (the script, its JVMs) when it runs longer than `timeout`.
 fn run_script(script: &Path, args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
+    run_script_env(script, args, timeout, &[])
+}
+
+fn run_script_env(
+    script: &Path,
+    args: &[&str],
+    timeout: Duration,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Output> {
     let mut child = Command::new("bash")
         .arg(script)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -264,3 +264,33 @@ fn fetch_without_java_fails_clearly() {
         "fetch wrote into libs"
     );
 }
+
+#[test]
+fn extra_properties_reach_the_broker_and_survive_a_restart() {
+    let err = KafkaCluster::start_with(1, &[("log.flush.interval.messages", "1 2")])
+        .err()
+        .expect("a value with a space is refused");
+    assert!(err.to_string().contains("may not contain spaces"), "{err}");
+    if !kafka_available("extra_properties_reach_the_broker_and_survive_a_restart") {
+        return;
+    }
+    let kafka = KafkaCluster::start_with(1, &[("log.flush.interval.messages", "1")])
+        .expect("start with extra properties");
+    let props = kafka.dir().join("node-1/server.properties");
+    let has = || {
+        std::fs::read_to_string(&props)
+            .unwrap()
+            .lines()
+            .any(|l| l == "log.flush.interval.messages=1")
+    };
+    assert!(has(), "server.properties lacks the extra property");
+    kafka.stop_node(1).unwrap();
+    kafka.start_node(1).unwrap();
+    assert!(has(), "the restart dropped the extra property");
+    // The broker took it: its startup log prints the effective config.
+    let log = std::fs::read_to_string(kafka.dir().join("node-1/kafka.out")).unwrap();
+    assert!(
+        log.contains("log.flush.interval.messages = 1"),
+        "not in the broker's config dump"
+    );
+}
