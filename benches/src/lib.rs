@@ -16,6 +16,7 @@
 //!   group can print the brook / raw throughput ratio the issue asks for.
 
 pub mod client;
+pub mod compare;
 pub mod connect;
 pub mod grpc;
 

@@ -47,6 +47,35 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         latency_secs: u64,
     },
+    /// Brook against a real Kafka, side by side: the standard suite in both durability
+    /// classes, Kafka's ProducerPerformance cross-check, report.json / report.md / SVG charts.
+    Compare {
+        /// Where the report goes.
+        #[arg(long, default_value = "target/bench-report")]
+        out: std::path::PathBuf,
+        /// Measured seconds per workload.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Warm-up seconds per workload.
+        #[arg(long, default_value_t = 3)]
+        warmup_secs: u64,
+        /// Messages of the consume workload.
+        #[arg(long, default_value_t = 1_000_000)]
+        consume_messages: u64,
+        /// Messages of the ProducerPerformance cross-check (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        cross_check_messages: u64,
+        /// Durability classes: no-fsync, fsync-every-write.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "no-fsync,fsync-every-write"
+        )]
+        durability: Vec<String>,
+        /// The brook-broker binary (default: next to this one).
+        #[arg(long)]
+        broker_bin: Option<std::path::PathBuf>,
+    },
     /// brook-connect's throughput each way beside Kafka's own consumer on the same topics
     /// (starts a real Kafka with scripts/kafka.sh and an in-process Brook broker).
     Connect {
@@ -144,6 +173,44 @@ fn main() {
                 println!("| samples | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|");
                 println!("| {} | {} | {} | {} | {} |", h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.value_at_quantile(0.999), h.max());
             });
+        }
+        Cmd::Compare {
+            out,
+            duration_secs,
+            warmup_secs,
+            consume_messages,
+            cross_check_messages,
+            durability,
+            broker_bin,
+        } => {
+            use brook_bench::compare::runner::{CompareOptions, compare};
+            use brook_bench::compare::systems::Durability;
+            let mut o = CompareOptions::new(out);
+            o.duration = Duration::from_secs(duration_secs);
+            o.warmup = Duration::from_secs(warmup_secs);
+            o.consume_messages = consume_messages;
+            o.cross_check_messages = cross_check_messages;
+            o.durability = durability
+                .iter()
+                .map(|d| match d.as_str() {
+                    "no-fsync" => Durability::NoFsync,
+                    "fsync-every-write" => Durability::FsyncEveryWrite,
+                    other => {
+                        eprintln!("error: --durability takes no-fsync and fsync-every-write, not {other:?}");
+                        std::process::exit(2);
+                    }
+                })
+                .collect();
+            if let Some(bin) = broker_bin {
+                o.broker_bin = bin;
+            }
+            match runtime.block_on(compare(&o)) {
+                Ok(_) => println!("report written to {}", o.out.display()),
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    std::process::exit(1);
+                }
+            }
         }
         Cmd::Connect {
             records,

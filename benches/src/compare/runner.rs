@@ -1,0 +1,337 @@
+//! The `compare` command: starts each system per durability class, runs the suite on each in
+//! turn, cross-checks the Kafka driver with Kafka's own `ProducerPerformance`, and writes the
+//! report.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::driver::{ProducerSettings, Target};
+use super::model::{Case, CrossCheck, Latency, Report, SystemResult};
+use super::render;
+use super::systems::{BrookProcess, Durability, Usage, machine, sibling_binary, start_kafka};
+use super::workload::{self, Kind, Workload};
+
+/// Options of `brook-bench compare`.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// Measured seconds per workload.
+    pub duration: Duration,
+    /// Warm-up per workload.
+    pub warmup: Duration,
+    /// Messages of the consume workload.
+    pub consume_messages: u64,
+    /// Messages of the cross-check.
+    pub cross_check_messages: u64,
+    /// Durability classes to run.
+    pub durability: Vec<Durability>,
+    /// Where the report goes.
+    pub out: PathBuf,
+    /// The `brook-broker` binary.
+    pub broker_bin: PathBuf,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+impl CompareOptions {
+    /// Defaults: 10 s measured after 3 s of warm-up, both durability classes, the broker next
+    /// to this binary.
+    pub fn new(out: PathBuf) -> CompareOptions {
+        CompareOptions {
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(3),
+            consume_messages: 1_000_000,
+            cross_check_messages: 1_000_000,
+            durability: vec![Durability::NoFsync, Durability::FsyncEveryWrite],
+            out,
+            broker_bin: sibling_binary("brook-broker"),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+/// Kafka's recommended producer settings, shared by both systems: idempotent acks=all, 5 ms
+/// linger, 256 KiB batches, no compression.
+pub fn default_settings() -> ProducerSettings {
+    ProducerSettings {
+        batch_bytes: 256 * 1024,
+        linger_ms: 5,
+        compression: "none".into(),
+        acks: "all".into(),
+    }
+}
+
+/// The standard suite: 1 KiB messages over 4 partitions.
+pub fn suite(o: &CompareOptions) -> Vec<Workload> {
+    let base = Workload {
+        name: String::new(),
+        kind: Kind::Produce,
+        size: 1024,
+        partitions: 4,
+        producers: 1,
+        consumers: 1,
+        settings: default_settings(),
+        rate_mb: None,
+        warmup: o.warmup,
+        duration: o.duration,
+        consume_messages: o.consume_messages,
+    };
+    let w = |name: &str, kind: Kind, rate_mb: Option<f64>, consumers: usize| Workload {
+        name: name.into(),
+        kind,
+        rate_mb,
+        consumers,
+        ..base.clone()
+    };
+    vec![
+        w("produce-max", Kind::Produce, None, 1),
+        w("produce-50MBps", Kind::Produce, Some(50.0), 1),
+        w("consume", Kind::Consume, None, 1),
+        w("e2e-50MBps", Kind::EndToEnd, Some(50.0), 1),
+        w("group-e2e-20MBps", Kind::GroupEndToEnd, Some(20.0), 2),
+    ]
+}
+
+fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
+    let curve = [
+        0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+    ]
+    .iter()
+    .map(|&p| (p, h.value_at_percentile(p)))
+    .collect();
+    Latency {
+        p50: h.value_at_quantile(0.5),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+        curve,
+    }
+}
+
+async fn run_case(
+    target: &Target,
+    pid: u32,
+    w: &Workload,
+    durability: Durability,
+    bar: &ProgressBar,
+) -> anyhow::Result<SystemResult> {
+    let topic = format!("{}-{}-{}", w.name, durability.name(), target.name());
+    target.create_topic(&topic, w.partitions).await?;
+    bar.set_message(format!("{} on {}", w.name, target.name()));
+    bar.set_position(0);
+    let usage = Usage::start(pid);
+    let m = workload::run(target, w, &topic, |f| bar.set_position((f * 1000.0) as u64))
+        .await
+        .with_context(|| format!("{} on {}", w.name, target.name()))?;
+    let (cpu, rss) = usage.finish();
+    let msgs_per_sec = m.messages as f64 / m.seconds.max(1e-9);
+    Ok(SystemResult {
+        system: target.name().into(),
+        msgs_per_sec,
+        mb_per_sec: msgs_per_sec * w.size as f64 / 1e6,
+        latency_us: m.latency.as_ref().map(latency),
+        broker_cpu_cores: cpu,
+        broker_peak_rss_bytes: rss,
+        messages: m.messages,
+        seconds: m.seconds,
+    })
+}
+
+/// Kafka's `ProducerPerformance` beside our rdkafka driver with the same settings.
+async fn cross_check(
+    kafka: &brook_tests::kafka::KafkaCluster,
+    messages: u64,
+) -> anyhow::Result<CrossCheck> {
+    let s = default_settings();
+    let target = Target::Kafka {
+        bootstrap: kafka.bootstrap(),
+    };
+    // Ours: as fast as it goes, the same message count, timed to the last acknowledgement.
+    let ours = Workload {
+        name: "cross-check".into(),
+        kind: Kind::Consume,
+        size: 1024,
+        partitions: 4,
+        producers: 1,
+        consumers: 1,
+        settings: s.clone(),
+        rate_mb: None,
+        warmup: Duration::ZERO,
+        duration: Duration::ZERO,
+        consume_messages: messages,
+    };
+    target.create_topic("cross-check-rdkafka", 4).await?;
+    let producer = target.producer(&s).await?;
+    let filler = bytes::Bytes::from(vec![b'x'; ours.size]);
+    let started = std::time::Instant::now();
+    let mut acks = futures::stream::FuturesUnordered::new();
+    for i in 0..messages {
+        let key = bytes::Bytes::from(format!("k{}", i % 1024));
+        acks.push(
+            producer
+                .send("cross-check-rdkafka", Some(key), filler.clone())
+                .await?,
+        );
+        while acks.len() > 100_000 {
+            futures::StreamExt::next(&mut acks)
+                .await
+                .expect("non-empty")?;
+        }
+    }
+    while let Some(r) = futures::StreamExt::next(&mut acks).await {
+        r?;
+    }
+    let rdkafka = messages as f64 / started.elapsed().as_secs_f64();
+    target.create_topic("cross-check-java", 4).await?;
+    let bootstrap = format!("bootstrap.servers={}", kafka.bootstrap());
+    let props = [
+        bootstrap.as_str(),
+        "acks=all",
+        "enable.idempotence=true",
+        "linger.ms=5",
+        "batch.size=262144",
+        "compression.type=none",
+        "buffer.memory=67108864",
+    ];
+    let n = messages.to_string();
+    let mut args = vec![
+        "--topic",
+        "cross-check-java",
+        "--num-records",
+        n.as_str(),
+        "--record-size",
+        "1024",
+        "--throughput",
+        "-1",
+        "--producer-props",
+    ];
+    args.extend(props);
+    let out = kafka.tool("org.apache.kafka.tools.ProducerPerformance", &args)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The summary: "N records sent, X records/sec (Y MB/sec), ...".
+    let summary = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("records sent"))
+        .context("no ProducerPerformance summary")?;
+    let java: f64 = summary
+        .split(',')
+        .nth(1)
+        .and_then(|f| f.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("cannot read {summary:?}"))?;
+    Ok(CrossCheck {
+        parameters: ours.parameters(),
+        rdkafka_msgs_per_sec: rdkafka,
+        java_msgs_per_sec: java,
+    })
+}
+
+fn now_rfc3339() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output();
+    out.map_or("unknown".into(), |o| {
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    })
+}
+
+/// Runs the comparison and writes `report.json`, `report.md` and the charts into `o.out`.
+pub async fn compare(o: &CompareOptions) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(&o.out)?;
+    let scratch = tempfile::tempdir()?;
+    let mut report = Report {
+        started: now_rfc3339(),
+        command: o.command.clone(),
+        machine: machine(scratch.path()),
+        cases: Vec::new(),
+        cross_check: None,
+    };
+    let workloads = suite(o);
+    let bar = ProgressBar::new(1000);
+    bar.set_style(ProgressStyle::with_template("{prefix:>18} {bar:30} {msg}").expect("template"));
+    for &durability in &o.durability {
+        bar.set_prefix(durability.name());
+        let brook = BrookProcess::start(&o.broker_bin, scratch.path(), durability)?;
+        let kafka = tokio::task::spawn_blocking(move || start_kafka(durability)).await??;
+        let kafka_pid = kafka.pid(1).context("Kafka's pid")?;
+        let targets = [
+            (
+                Target::Brook {
+                    addr: brook.addr.clone(),
+                },
+                brook.pid(),
+            ),
+            (
+                Target::Kafka {
+                    bootstrap: kafka.bootstrap(),
+                },
+                kafka_pid,
+            ),
+        ];
+        // Warm both systems up (the JVM's JIT above all) with an unrecorded run, so the first
+        // workload measures a warm broker as the others do.
+        let warm = Workload {
+            name: "warm-up".into(),
+            warmup: Duration::ZERO,
+            duration: o.warmup * 3,
+            ..workloads[0].clone()
+        };
+        for (target, _) in &targets {
+            bar.set_message(format!("warming up {}", target.name()));
+            let topic = format!("warm-up-{}-{}", durability.name(), target.name());
+            target.create_topic(&topic, warm.partitions).await?;
+            workload::run(target, &warm, &topic, |f| {
+                bar.set_position((f * 1000.0) as u64)
+            })
+            .await?;
+        }
+        for w in &workloads {
+            let mut case = Case {
+                workload: w.name.clone(),
+                kind: w.kind.name().into(),
+                durability: durability.name().into(),
+                parameters: w.parameters(),
+                results: Vec::new(),
+            };
+            for (target, pid) in &targets {
+                let r = run_case(target, *pid, w, durability, &bar).await?;
+                bar.println(format!(
+                    "{:>18} {:>18} {:>6}: {:>9.0} msg/s {:>7.1} MB/s  p99 {} µs  cpu {:.2}  rss {} MiB",
+                    durability.name(),
+                    w.name,
+                    r.system,
+                    r.msgs_per_sec,
+                    r.mb_per_sec,
+                    r.latency_us.as_ref().map_or("-".into(), |l| l.p99.to_string()),
+                    r.broker_cpu_cores,
+                    r.broker_peak_rss_bytes >> 20
+                ));
+                case.results.push(r);
+            }
+            report.cases.push(case);
+        }
+        if durability == Durability::NoFsync && o.cross_check_messages > 0 {
+            bar.set_message("cross-check: rdkafka vs ProducerPerformance");
+            report.cross_check = Some(cross_check(&kafka, o.cross_check_messages).await?);
+        }
+        drop(brook);
+        drop(kafka);
+    }
+    bar.finish_and_clear();
+    write(&report, &o.out)?;
+    Ok(report)
+}
+
+/// Writes `report.json`, `report.md` and the charts.
+pub fn write(report: &Report, out: &Path) -> anyhow::Result<()> {
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    render::charts(report, out)?;
+    std::fs::write(out.join("report.md"), render::markdown(report))?;
+    Ok(())
+}
