@@ -16,6 +16,9 @@ cargo fmt --all --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "deployment files"
+scripts/validate-deploy.sh
+
 step "Kafka jars (for the Kafka interop tests)"
 if ! scripts/kafka.sh fetch; then
     if [ "${CI:-}" = true ]; then
