@@ -75,6 +75,12 @@ enum Cmd {
         /// The brook-broker binary (default: next to this one).
         #[arg(long)]
         broker_bin: Option<std::path::PathBuf>,
+        /// Systems to run: brook, kafka.
+        #[arg(long, value_delimiter = ',', default_value = "brook,kafka")]
+        systems: Vec<String>,
+        /// Repetitions of each system's suite (alternating); each case reports its median.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
     },
     /// brook-connect's throughput each way beside Kafka's own consumer on the same topics
     /// (starts a real Kafka with scripts/kafka.sh and an in-process Brook broker).
@@ -182,6 +188,8 @@ fn main() {
             cross_check_messages,
             durability,
             broker_bin,
+            systems,
+            repeat,
         } => {
             use brook_bench::compare::runner::{CompareOptions, compare};
             use brook_bench::compare::systems::Durability;
@@ -204,6 +212,12 @@ fn main() {
             if let Some(bin) = broker_bin {
                 o.broker_bin = bin;
             }
+            if let Some(bad) = systems.iter().find(|s| *s != "brook" && *s != "kafka") {
+                eprintln!("error: --systems takes brook and kafka, not {bad:?}");
+                std::process::exit(2);
+            }
+            o.systems = systems;
+            o.repeat = repeat;
             match runtime.block_on(compare(&o)) {
                 Ok(_) => println!("report written to {}", o.out.display()),
                 Err(err) => {

@@ -70,6 +70,9 @@ pub struct SystemResult {
     pub messages: u64,
     /// Seconds measured.
     pub seconds: f64,
+    /// Messages per second of every repetition; the other fields are the median one's.
+    #[serde(default)]
+    pub runs_msgs_per_sec: Vec<f64>,
 }
 
 /// Latency percentiles in microseconds, and points of the percentile curve for charts.

@@ -709,6 +709,7 @@ mod tests {
             broker_peak_rss_bytes: rss_mib << 20,
             messages: msgs as u64 * 10,
             seconds: 10.0,
+            runs_msgs_per_sec: vec![msgs],
         }
     }
 

@@ -1,5 +1,5 @@
-//! The `compare` command: starts each system per durability class, runs the suite on each in
-//! turn, cross-checks the Kafka driver with Kafka's own `ProducerPerformance`, and writes the
+//! The `compare` command: per durability class, starts each system alone, warms it up, runs
+//! the suite on it and stops it, then the next; cross-checks the Kafka driver with Kafka's own `ProducerPerformance`, and writes the
 //! report.
 
 use std::path::{Path, PathBuf};
@@ -33,6 +33,11 @@ pub struct CompareOptions {
     pub broker_bin: PathBuf,
     /// The command line, for the report.
     pub command: String,
+    /// Which systems run: `brook`, `kafka` or both (default).
+    pub systems: Vec<String>,
+    /// Repetitions: each system runs the whole suite this many times, alternating with the
+    /// other, and each case reports its median-throughput run.
+    pub repeat: usize,
 }
 
 impl CompareOptions {
@@ -48,6 +53,8 @@ impl CompareOptions {
             out,
             broker_bin: sibling_binary("brook-broker"),
             command: std::env::args().collect::<Vec<_>>().join(" "),
+            systems: vec!["brook".into(), "kafka".into()],
+            repeat: 1,
         }
     }
 }
@@ -136,6 +143,7 @@ async fn run_case(
         broker_peak_rss_bytes: rss,
         messages: m.messages,
         seconds: m.seconds,
+        runs_msgs_per_sec: Vec::new(),
     })
 }
 
@@ -238,6 +246,36 @@ fn now_rfc3339() -> String {
     })
 }
 
+/// A started system, stopped when dropped.
+enum Running {
+    /// Held only to be dropped (SIGTERM) when the system's turn ends.
+    #[allow(dead_code)]
+    Brook(BrookProcess),
+    Kafka(brook_tests::kafka::KafkaCluster),
+}
+
+async fn start_system(
+    o: &CompareOptions,
+    system: &str,
+    durability: Durability,
+    scratch: &Path,
+) -> anyhow::Result<(Target, u32, Running)> {
+    if system == "brook" {
+        let brook = BrookProcess::start(&o.broker_bin, scratch, durability)?;
+        let target = Target::Brook {
+            addr: brook.addr.clone(),
+        };
+        Ok((target, brook.pid(), Running::Brook(brook)))
+    } else {
+        let kafka = tokio::task::spawn_blocking(move || start_kafka(durability)).await??;
+        let pid = kafka.pid(1).context("Kafka's pid")?;
+        let target = Target::Kafka {
+            bootstrap: kafka.bootstrap(),
+        };
+        Ok((target, pid, Running::Kafka(kafka)))
+    }
+}
+
 /// Runs the comparison and writes `report.json`, `report.md` and the charts into `o.out`.
 pub async fn compare(o: &CompareOptions) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&o.out)?;
@@ -254,71 +292,85 @@ pub async fn compare(o: &CompareOptions) -> anyhow::Result<Report> {
     bar.set_style(ProgressStyle::with_template("{prefix:>18} {bar:30} {msg}").expect("template"));
     for &durability in &o.durability {
         bar.set_prefix(durability.name());
-        let brook = BrookProcess::start(&o.broker_bin, scratch.path(), durability)?;
-        let kafka = tokio::task::spawn_blocking(move || start_kafka(durability)).await??;
-        let kafka_pid = kafka.pid(1).context("Kafka's pid")?;
-        let targets = [
-            (
-                Target::Brook {
-                    addr: brook.addr.clone(),
-                },
-                brook.pid(),
-            ),
-            (
-                Target::Kafka {
-                    bootstrap: kafka.bootstrap(),
-                },
-                kafka_pid,
-            ),
-        ];
-        // Warm both systems up (the JVM's JIT above all) with an unrecorded run, so the first
-        // workload measures a warm broker as the others do.
-        let warm = Workload {
-            name: "warm-up".into(),
-            warmup: Duration::ZERO,
-            duration: o.warmup * 3,
-            ..workloads[0].clone()
-        };
-        for (target, _) in &targets {
-            bar.set_message(format!("warming up {}", target.name()));
-            let topic = format!("warm-up-{}-{}", durability.name(), target.name());
-            target.create_topic(&topic, warm.partitions).await?;
-            workload::run(target, &warm, &topic, |f| {
-                bar.set_position((f * 1000.0) as u64)
-            })
-            .await?;
-        }
+        let first = report.cases.len();
         for w in &workloads {
-            let mut case = Case {
+            report.cases.push(Case {
                 workload: w.name.clone(),
                 kind: w.kind.name().into(),
                 durability: durability.name().into(),
                 parameters: w.parameters(),
                 results: Vec::new(),
+            });
+        }
+        // One system at a time, alone on the machine: started, warmed up, measured, stopped.
+        let mut runs: Vec<Vec<SystemResult>> = vec![Vec::new(); workloads.len() * 2];
+        let order = ["brook", "kafka"];
+        for (rep, system) in (0..o.repeat.max(1)).flat_map(|r| order.iter().map(move |s| (r, *s))) {
+            if !o.systems.iter().any(|s| s == system) {
+                continue;
+            }
+            bar.set_message(format!("starting {system}"));
+            let (target, pid, running) =
+                start_system(o, system, durability, scratch.path()).await?;
+            // An unrecorded run first (the JVM's JIT above all), so the first workload
+            // measures a warm broker as the others do.
+            let warm = Workload {
+                name: "warm-up".into(),
+                warmup: Duration::ZERO,
+                duration: o.warmup * 3,
+                ..workloads[0].clone()
             };
-            for (target, pid) in &targets {
-                let r = run_case(target, *pid, w, durability, &bar).await?;
-                bar.println(format!(
+            bar.set_message(format!("warming up {system}"));
+            let topic = format!("warm-up-{}-{system}", durability.name());
+            target.create_topic(&topic, warm.partitions).await?;
+            workload::run(&target, &warm, &topic, |f| {
+                bar.set_position((f * 1000.0) as u64)
+            })
+            .await?;
+            for (i, w) in workloads.iter().enumerate() {
+                let r = run_case(&target, pid, w, durability, &bar).await?;
+                let line = format!(
                     "{:>18} {:>18} {:>6}: {:>9.0} msg/s {:>7.1} MB/s  p99 {} µs  cpu {:.2}  rss {} MiB",
                     durability.name(),
                     w.name,
                     r.system,
                     r.msgs_per_sec,
                     r.mb_per_sec,
-                    r.latency_us.as_ref().map_or("-".into(), |l| l.p99.to_string()),
+                    r.latency_us
+                        .as_ref()
+                        .map_or("-".into(), |l| l.p99.to_string()),
                     r.broker_cpu_cores,
                     r.broker_peak_rss_bytes >> 20
-                ));
-                case.results.push(r);
+                );
+                // indicatif prints nothing when stderr is not a terminal.
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+                let slot = i * 2 + usize::from(system == "kafka");
+                runs[slot].push(r);
             }
-            report.cases.push(case);
+            if let Running::Kafka(kafka) = &running
+                && rep == 0
+                && durability == Durability::NoFsync
+                && o.cross_check_messages > 0
+            {
+                bar.set_message("cross-check: rdkafka vs ProducerPerformance");
+                report.cross_check = Some(cross_check(kafka, o.cross_check_messages).await?);
+            }
+            drop(running);
         }
-        if durability == Durability::NoFsync && o.cross_check_messages > 0 {
-            bar.set_message("cross-check: rdkafka vs ProducerPerformance");
-            report.cross_check = Some(cross_check(&kafka, o.cross_check_messages).await?);
+        for (slot, mut results) in runs.into_iter().enumerate() {
+            if results.is_empty() {
+                continue;
+            }
+            let all: Vec<f64> = results.iter().map(|r| r.msgs_per_sec).collect();
+            results.sort_by(|a, b| a.msgs_per_sec.total_cmp(&b.msgs_per_sec));
+            let mut median = results.swap_remove(results.len() / 2);
+            median.runs_msgs_per_sec = all;
+            report.cases[first + slot / 2].results.push(median);
         }
-        drop(brook);
-        drop(kafka);
     }
     bar.finish_and_clear();
     write(&report, &o.out)?;

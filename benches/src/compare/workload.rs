@@ -238,7 +238,10 @@ async fn produce_loop(run: ProduceRun, index: usize) -> anyhow::Result<()> {
         let due = match interval {
             Some(every) => {
                 let due = start + every.mul_f64(i as f64);
-                if due > Instant::now() + Duration::from_millis(1) {
+                // Never early: a message sent before it is due would arrive "before" it was
+                // sent. The timer's millisecond granularity makes sends late instead, and
+                // lateness counts as latency (the schedule is the reference).
+                if due > Instant::now() {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 due
