@@ -366,7 +366,14 @@ pub async fn compare(o: &CompareOptions) -> anyhow::Result<Report> {
                 continue;
             }
             let all: Vec<f64> = results.iter().map(|r| r.msgs_per_sec).collect();
-            results.sort_by(|a, b| a.msgs_per_sec.total_cmp(&b.msgs_per_sec));
+            // The median run: by throughput, or by p99 latency where the rate was fixed (every
+            // run then has the same throughput).
+            if workloads[slot / 2].rate_mb.is_some() {
+                let p99 = |r: &SystemResult| r.latency_us.as_ref().map_or(0, |l| l.p99);
+                results.sort_by_key(p99);
+            } else {
+                results.sort_by(|a, b| a.msgs_per_sec.total_cmp(&b.msgs_per_sec));
+            }
             let mut median = results.swap_remove(results.len() / 2);
             median.runs_msgs_per_sec = all;
             report.cases[first + slot / 2].results.push(median);
