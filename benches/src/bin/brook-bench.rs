@@ -81,6 +81,33 @@ enum Cmd {
         /// Repetitions of each system's suite (alternating); each case reports its median.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Message payload bytes.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Topic partitions.
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Producers per workload.
+        #[arg(long, default_value_t = 1)]
+        producers: usize,
+        /// Consumers per workload (the group workload has at least 2).
+        #[arg(long, default_value_t = 1)]
+        consumers: usize,
+        /// Producer batch size, bytes.
+        #[arg(long, default_value_t = 262_144)]
+        batch_bytes: usize,
+        /// Producer linger, ms.
+        #[arg(long, default_value_t = 5)]
+        linger_ms: u64,
+        /// none, gzip, snappy, lz4 or zstd.
+        #[arg(long, default_value = "none")]
+        compression: String,
+        /// 0, 1 or all.
+        #[arg(long, default_value = "all")]
+        acks: String,
+        /// The fixed rate of the fixed-rate workloads, MB/s (the group one runs at 40 %).
+        #[arg(long, default_value_t = 50.0)]
+        rate_mb: f64,
     },
     /// brook-connect's throughput each way beside Kafka's own consumer on the same topics
     /// (starts a real Kafka with scripts/kafka.sh and an in-process Brook broker).
@@ -190,6 +217,15 @@ fn main() {
             broker_bin,
             systems,
             repeat,
+            size,
+            partitions,
+            producers,
+            consumers,
+            batch_bytes,
+            linger_ms,
+            compression,
+            acks,
+            rate_mb,
         } => {
             use brook_bench::compare::runner::{CompareOptions, compare};
             use brook_bench::compare::systems::Durability;
@@ -218,6 +254,28 @@ fn main() {
             }
             o.systems = systems;
             o.repeat = repeat;
+            if size < 8 || partitions == 0 || producers == 0 || consumers == 0 || rate_mb <= 0.0 {
+                eprintln!(
+                    "error: --size must be at least 8 (the due time travels in the payload), and --partitions, --producers, --consumers and --rate-mb above 0"
+                );
+                std::process::exit(2);
+            }
+            if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str())
+                || !["0", "1", "all"].contains(&acks.as_str())
+            {
+                eprintln!(
+                    "error: --compression takes none, gzip, snappy, lz4 or zstd (got {compression:?}); --acks takes 0, 1 or all (got {acks:?})"
+                );
+                std::process::exit(2);
+            }
+            (o.size, o.partitions, o.producers, o.consumers, o.rate_mb) =
+                (size, partitions, producers, consumers, rate_mb);
+            o.settings = brook_bench::compare::driver::ProducerSettings {
+                batch_bytes,
+                linger_ms,
+                compression,
+                acks,
+            };
             match runtime.block_on(compare(&o)) {
                 Ok(_) => println!("report written to {}", o.out.display()),
                 Err(err) => {

@@ -36,8 +36,21 @@ pub struct CompareOptions {
     /// Which systems run: `brook`, `kafka` or both (default).
     pub systems: Vec<String>,
     /// Repetitions: each system runs the whole suite this many times, alternating with the
-    /// other, and each case reports its median-throughput run.
+    /// other, and each case reports its median run.
     pub repeat: usize,
+    /// Message payload bytes of every workload.
+    pub size: usize,
+    /// Topic partitions of every workload.
+    pub partitions: u32,
+    /// Producers of every workload.
+    pub producers: usize,
+    /// Consumers of the consume and end-to-end workloads (the group workload has at least 2).
+    pub consumers: usize,
+    /// Producer settings of every workload.
+    pub settings: ProducerSettings,
+    /// The fixed rate of the produce and end-to-end workloads, MB/s (the group workload runs
+    /// at 40 % of it).
+    pub rate_mb: f64,
 }
 
 impl CompareOptions {
@@ -55,6 +68,12 @@ impl CompareOptions {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             systems: vec!["brook".into(), "kafka".into()],
             repeat: 1,
+            size: 1024,
+            partitions: 4,
+            producers: 1,
+            consumers: 1,
+            settings: default_settings(),
+            rate_mb: 50.0,
         }
     }
 }
@@ -70,16 +89,17 @@ pub fn default_settings() -> ProducerSettings {
     }
 }
 
-/// The standard suite: 1 KiB messages over 4 partitions.
+/// The standard suite, by default 1 KiB messages over 4 partitions at 50 MB/s where the rate
+/// is fixed. The workload names carry the rates.
 pub fn suite(o: &CompareOptions) -> Vec<Workload> {
     let base = Workload {
         name: String::new(),
         kind: Kind::Produce,
-        size: 1024,
-        partitions: 4,
-        producers: 1,
-        consumers: 1,
-        settings: default_settings(),
+        size: o.size,
+        partitions: o.partitions,
+        producers: o.producers,
+        consumers: o.consumers,
+        settings: o.settings.clone(),
         rate_mb: None,
         warmup: o.warmup,
         duration: o.duration,
@@ -92,12 +112,19 @@ pub fn suite(o: &CompareOptions) -> Vec<Workload> {
         consumers,
         ..base.clone()
     };
+    let (rate, group_rate) = (o.rate_mb, o.rate_mb * 0.4);
+    let c = o.consumers;
     vec![
-        w("produce-max", Kind::Produce, None, 1),
-        w("produce-50MBps", Kind::Produce, Some(50.0), 1),
-        w("consume", Kind::Consume, None, 1),
-        w("e2e-50MBps", Kind::EndToEnd, Some(50.0), 1),
-        w("group-e2e-20MBps", Kind::GroupEndToEnd, Some(20.0), 2),
+        w("produce-max", Kind::Produce, None, c),
+        w(&format!("produce-{rate}MBps"), Kind::Produce, Some(rate), c),
+        w("consume", Kind::Consume, None, c),
+        w(&format!("e2e-{rate}MBps"), Kind::EndToEnd, Some(rate), c),
+        w(
+            &format!("group-e2e-{group_rate}MBps"),
+            Kind::GroupEndToEnd,
+            Some(group_rate),
+            c.max(2),
+        ),
     ]
 }
 
