@@ -294,3 +294,35 @@ fn extra_properties_reach_the_broker_and_survive_a_restart() {
         "not in the broker's config dump"
     );
 }
+
+#[test]
+fn bad_start_arguments_are_refused_naming_them() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["start", d, "99999"],
+            "PORT must be a number in 1..65530, got '99999'",
+        ),
+        (&["start", d, "20000", "2"], "NODES must be 1 or 3, got '2'"),
+        (
+            &["start", d, "port"],
+            "PORT must be a number in 1..65530, got 'port'",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written for refused arguments"
+    );
+}
