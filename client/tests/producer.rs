@@ -284,6 +284,7 @@ async fn sticky_keyless_records_fill_one_partition_per_batch() {
     let config = ProducerConfig::builder()
         .batch_records(4)
         .linger(Duration::from_secs(5))
+        .send_when_idle(false)
         .build()
         .unwrap();
     let producer = Producer::new(conn.clone(), config).await.unwrap();
@@ -314,6 +315,7 @@ fn small_buffer(backpressure: Backpressure, linger: Duration) -> ProducerConfig 
         .buffer_bytes(1024)
         .batch_bytes(1024)
         .linger(linger)
+        .send_when_idle(false)
         .backpressure(backpressure)
         .build()
         .unwrap()
@@ -676,4 +678,82 @@ async fn acks_none_resolves_without_an_offset() {
             timestamp: 1_700_000_000_000,
         }
     );
+}
+
+#[tokio::test]
+async fn an_idle_leader_gets_a_batch_at_once_and_records_gather_while_it_answers() {
+    let broker = TestBroker::start().await;
+    let fake = FakeBroker::start(broker.running.grpc_addr).await;
+    create_topic(&broker.connect().await, "idle", 1).await;
+    let conn = Connection::connect(&fake.addr.to_string()).await.unwrap();
+    // The first produce request is answered after 500 ms; linger is far longer than the test.
+    fake.script_produce(&[AfterForward::AnswerAfter(Duration::from_millis(500))]);
+    let config = ProducerConfig::builder()
+        .linger(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let producer = Producer::new(conn.clone(), config).await.unwrap();
+    let first = producer
+        .enqueue(ProducerRecord::new("idle", "r0"))
+        .await
+        .unwrap();
+    // Wait until record 0's request is at the broker, then queue 99 more behind it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.produce_requests() == 0 {
+        assert!(Instant::now() < deadline, "record 0 was not sent at once");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut rest = Vec::new();
+    for i in 1..100 {
+        rest.push(
+            producer
+                .enqueue(ProducerRecord::new("idle", format!("r{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let all = async {
+        let mut offsets = vec![first.await.unwrap().offset];
+        for r in rest {
+            offsets.push(r.await.unwrap().offset);
+        }
+        offsets
+    };
+    let offsets = tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("records wait for the 60 s linger");
+    assert_eq!(offsets, (0..100).map(Some).collect::<Vec<_>>());
+    // Record 0 alone, then the 99 that gathered while its request was answered.
+    assert_eq!(fake.produce_requests(), 2);
+    let stored = records(&conn, "idle", 0).await;
+    let values: Vec<String> = stored.into_iter().map(|(_, v, _)| v).collect();
+    assert_eq!(
+        values,
+        (0..100).map(|i| format!("r{i}")).collect::<Vec<_>>()
+    );
+    producer.close().await;
+}
+
+#[tokio::test]
+async fn without_send_when_idle_a_lone_record_waits_out_its_linger() {
+    let broker = TestBroker::start().await;
+    let fake = FakeBroker::start(broker.running.grpc_addr).await;
+    create_topic(&broker.connect().await, "lingers", 1).await;
+    let conn = Connection::connect(&fake.addr.to_string()).await.unwrap();
+    let config = ProducerConfig::builder()
+        .linger(Duration::from_millis(700))
+        .send_when_idle(false)
+        .build()
+        .unwrap();
+    let producer = Producer::new(conn.clone(), config).await.unwrap();
+    let start = Instant::now();
+    let delivery = producer
+        .enqueue(ProducerRecord::new("lingers", "only"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.produce_requests(), 0, "sent before its linger");
+    assert_eq!(delivery.await.unwrap().offset, Some(0));
+    assert!(start.elapsed() >= Duration::from_millis(700));
+    assert_eq!(fake.produce_requests(), 1);
 }

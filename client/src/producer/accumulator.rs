@@ -27,6 +27,8 @@ pub(crate) enum SealReason {
     Records,
     /// It waited `linger`.
     Linger,
+    /// Its leader had no request in flight (`send_when_idle`).
+    Idle,
     /// A flush or close.
     Flush,
 }
@@ -99,6 +101,8 @@ pub(crate) struct Accumulator<T> {
     batch_records: usize,
     linger: Duration,
     open: HashMap<Tp, OpenBatch<T>>,
+    /// Each partition's last sealed batch size: the capacity the next one starts with.
+    last_size: HashMap<Tp, usize>,
 }
 
 impl<T> Accumulator<T> {
@@ -108,6 +112,7 @@ impl<T> Accumulator<T> {
             batch_records,
             linger,
             open: HashMap::new(),
+            last_size: HashMap::new(),
         }
     }
 
@@ -134,12 +139,22 @@ impl<T> Accumulator<T> {
         {
             sealed.extend(self.seal(tp, SealReason::Bytes));
         }
-        let open = self.open.entry(tp.clone()).or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::with_capacity(encoded.max(1024)),
-            payloads: Vec::new(),
-            memory: 0,
-            created: now,
-        });
+        if !self.open.contains_key(tp) {
+            // Sized like the partition's last batch, so a busy partition's buffer is not
+            // copied over and over as it grows.
+            let hint = self.last_size.get(tp).map_or(0, |last| last + last / 8);
+            let capacity = hint.min(self.batch_bytes).max(encoded).max(1024);
+            self.open.insert(
+                tp.clone(),
+                OpenBatch {
+                    builder: BatchBuilder::with_capacity(capacity),
+                    payloads: Vec::new(),
+                    memory: 0,
+                    created: now,
+                },
+            );
+        }
+        let open = self.open.get_mut(tp).expect("opened above");
         open.builder.append(timestamp, key, value, headers);
         open.payloads.push(payload);
         open.memory += memory;
@@ -153,6 +168,13 @@ impl<T> Accumulator<T> {
 
     fn seal(&mut self, tp: &Tp, reason: SealReason) -> Option<SealedBatch<T>> {
         let open = self.open.remove(tp)?;
+        let size = open.builder.size_in_bytes();
+        match self.last_size.get_mut(tp) {
+            Some(last) => *last = size,
+            None => {
+                self.last_size.insert(tp.clone(), size);
+            }
+        }
         Some(SealedBatch {
             tp: tp.clone(),
             builder: open.builder,
@@ -177,6 +199,25 @@ impl<T> Accumulator<T> {
             .collect()
     }
 
+    /// Seals the open batches of the partitions `pick` chooses, ordered by partition.
+    pub fn seal_picked(
+        &mut self,
+        mut pick: impl FnMut(&Tp) -> bool,
+        reason: SealReason,
+    ) -> Vec<SealedBatch<T>> {
+        let mut picked: Vec<Tp> = self.open.keys().filter(|tp| pick(tp)).cloned().collect();
+        picked.sort();
+        picked
+            .iter()
+            .filter_map(|tp| self.seal(tp, reason))
+            .collect()
+    }
+
+    /// True when no batch is open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
     /// Seals every open batch (flush, close), ordered by partition.
     pub fn seal_all(&mut self) -> Vec<SealedBatch<T>> {
         let mut all: Vec<Tp> = self.open.keys().cloned().collect();
@@ -189,12 +230,6 @@ impl<T> Accumulator<T> {
     /// When the oldest open batch is due, if any is open.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.open.values().map(|b| b.created + self.linger).min()
-    }
-
-    /// True when no batch is open.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
     }
 }
 
@@ -249,6 +284,47 @@ mod tests {
         );
         assert!(acc.is_empty());
         assert_eq!(acc.next_deadline(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn seal_picked_seals_only_the_chosen_partitions_in_order() {
+        let mut acc = Accumulator::new(1 << 20, 100, Duration::from_secs(10));
+        for (p, id) in [(2, 1), (0, 2), (1, 3), (2, 4)] {
+            assert!(add(&mut acc, p, id, b"v").is_empty());
+        }
+        let sealed = acc.seal_picked(|tp| tp.partition != 1, SealReason::Idle);
+        let got: Vec<(u32, Vec<u32>, SealReason)> = sealed
+            .into_iter()
+            .map(|b| (b.tp.partition, b.payloads, b.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, vec![2], SealReason::Idle),
+                (2, vec![1, 4], SealReason::Idle)
+            ]
+        );
+        assert!(acc.seal_picked(|_| false, SealReason::Idle).is_empty());
+        let rest = acc.seal_all();
+        assert_eq!((rest.len(), rest[0].tp.partition), (1, 1));
+        assert!(acc.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partitions_next_batch_starts_with_the_last_ones_capacity() {
+        let mut acc = Accumulator::new(4096, 1000, Duration::from_secs(10));
+        for id in 0..20 {
+            add(&mut acc, 0, id, &[1u8; 100]);
+        }
+        let first = acc.seal_all();
+        let size = first[0].builder.size_in_bytes();
+        assert!(size > 2048, "{size}");
+        add(&mut acc, 0, 99, b"x");
+        let capacity = acc.open[&tp(0)].builder.capacity();
+        assert!(capacity >= size + size / 8, "{capacity} < {size} * 9/8");
+        // A partition never sealed before starts small.
+        add(&mut acc, 1, 100, b"x");
+        assert!(acc.open[&tp(1)].builder.capacity() < 2048);
     }
 
     #[tokio::test(start_paused = true)]

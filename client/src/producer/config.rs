@@ -67,7 +67,14 @@ pub struct ProducerConfig {
     /// Acknowledgement level. Default [`Acks::All`].
     pub acks: Acks,
     /// How long an open batch waits for more records before it is sealed. Default 5 ms.
+    /// With [`ProducerConfig::send_when_idle`] this is an upper bound that applies only while
+    /// the partition's leader has requests outstanding.
     pub linger: Duration,
+    /// A batch whose leader has no produce request in flight is sent at once instead of
+    /// waiting out `linger`. A lightly loaded producer then pays a round trip, not the linger,
+    /// while a busy one still batches: records gather while earlier requests are answered.
+    /// Default `true`; `false` always waits the full linger, as Kafka's Java client does.
+    pub send_when_idle: bool,
     /// A batch is sealed once its records take this many bytes (uncompressed). Default 256 KiB.
     pub batch_bytes: usize,
     /// A batch is sealed once it holds this many records. Default 10 000.
@@ -110,6 +117,7 @@ impl Default for ProducerConfig {
         ProducerConfig {
             acks: Acks::All,
             linger: Duration::from_millis(5),
+            send_when_idle: true,
             batch_bytes: 256 * 1024,
             batch_records: 10_000,
             buffer_bytes: 32 * 1024 * 1024,
@@ -285,6 +293,8 @@ impl ProducerConfigBuilder {
         acks: Acks;
         /// Sets [`ProducerConfig::linger`].
         linger: Duration;
+        /// Sets [`ProducerConfig::send_when_idle`].
+        send_when_idle: bool;
         /// Sets [`ProducerConfig::batch_bytes`].
         batch_bytes: usize;
         /// Sets [`ProducerConfig::batch_records`].
@@ -333,6 +343,7 @@ mod tests {
         let c = ProducerConfig::default();
         assert_eq!(c.acks, Acks::All);
         assert_eq!(c.linger, Duration::from_millis(5));
+        assert!(c.send_when_idle);
         assert_eq!(c.batch_bytes, 262_144);
         assert_eq!(c.batch_records, 10_000);
         assert_eq!(c.buffer_bytes, 33_554_432);

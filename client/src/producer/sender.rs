@@ -40,6 +40,9 @@ use super::{KeylessPartitioning, ProducerConfig, ProducerError, ProducerRecord, 
 /// Capacity of the channel from request tasks back to the sender.
 const RESPONSE_CHANNEL: usize = 256;
 
+/// Most commands taken from the channel in one turn of the sender's loop.
+const COMMAND_BURST: usize = 256;
+
 /// The answer to one record.
 pub(crate) type Reply = oneshot::Sender<Result<RecordMetadata, ProducerError>>;
 
@@ -210,7 +213,22 @@ impl Sender {
                 biased;
                 Some(event) = self.responses_rx.recv() => self.on_response(event),
                 command = commands.recv(), if commands_open => match command {
-                    Some(command) => self.on_command(command).await,
+                    Some(command) => {
+                        self.on_command(command).await;
+                        // Take the rest of a burst now, so the scans below and the next
+                        // dispatch run once per burst rather than once per record.
+                        for _ in 0..COMMAND_BURST {
+                            match commands.try_recv() {
+                                Ok(command) => self.on_command(command).await,
+                                Err(mpsc::error::TryRecvError::Empty) => break,
+                                Err(mpsc::error::TryRecvError::Disconnected) => {
+                                    commands_open = false;
+                                    self.start_closing();
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     None => {
                         commands_open = false;
                         self.start_closing();
@@ -221,8 +239,32 @@ impl Sender {
             let now = Instant::now();
             let sealed = self.accumulator.seal_expired(now);
             self.enqueue_sealed(sealed);
+            if self.config.send_when_idle {
+                self.seal_idle();
+            }
             self.expire(now);
         }
+    }
+
+    /// Seals the open batches whose leader has no request in flight, so they go now rather
+    /// than after their linger.
+    fn seal_idle(&mut self) {
+        if self.accumulator.is_empty() {
+            return;
+        }
+        let (metadata, brokers) = (&self.metadata, &self.brokers);
+        let sealed = self.accumulator.seal_picked(
+            |tp| {
+                metadata
+                    .cached(&tp.topic)
+                    .and_then(|info| info.leaders.get(tp.partition as usize).copied())
+                    .is_some_and(|leader| {
+                        leader >= 0 && brokers.get(&leader).is_none_or(|b| b.in_flight == 0)
+                    })
+            },
+            SealReason::Idle,
+        );
+        self.enqueue_sealed(sealed);
     }
 
     fn refuse(&mut self, command: Command) {
@@ -819,12 +861,14 @@ impl Sender {
         }
     }
 
-    /// Fails queued (not in-flight) batches past their delivery deadline.
+    /// Fails queued (not in-flight) batches past their delivery deadline. A partition's
+    /// batches are queued in the order they were opened, so their deadlines never decrease
+    /// along the queue and the scan stops at the first one still in time.
     fn expire(&mut self, now: Instant) {
         let mut expired = Vec::new();
         for (tp, queue) in &self.partitions {
-            for batch in &queue.batches {
-                if batch.state == BatchState::Queued && batch.deadline <= now {
+            for batch in queue.batches.iter().take_while(|b| b.deadline <= now) {
+                if batch.state == BatchState::Queued {
                     expired.push((
                         tp.clone(),
                         batch.id,
@@ -862,21 +906,14 @@ impl Sender {
             consider(at);
         }
         for queue in self.partitions.values() {
-            if queue.batches.iter().any(|b| b.state == BatchState::Queued) {
+            // Deadlines never decrease along a queue: the first queued batch is due first.
+            if let Some(first) = queue.batches.iter().find(|b| b.state == BatchState::Queued) {
                 // Judged against the dispatch's clock, not this one: a retry that fell due in
                 // between was not sent, so it must wake the loop (at once).
                 if let Some(at) = queue.retry_at.filter(|at| *at > self.dispatched_at) {
                     consider(at);
                 }
-                if let Some(at) = queue
-                    .batches
-                    .iter()
-                    .filter(|b| b.state == BatchState::Queued)
-                    .map(|b| b.deadline)
-                    .min()
-                {
-                    consider(at);
-                }
+                consider(first.deadline);
             }
         }
         for broker in self.brokers.values() {

@@ -37,6 +37,8 @@ pub enum AfterForward {
     /// Drop the broker's answer and report this code for every partition: the batches are
     /// written but the client is told otherwise.
     LoseAsCode(ErrorCode),
+    /// Return the broker's answer after this long: a slow round trip.
+    AnswerAfter(std::time::Duration),
 }
 
 struct State {
@@ -168,8 +170,12 @@ impl Broker for Service {
         let Some(fault) = fault else {
             let step = self.0.produce_script.lock().unwrap().pop_front();
             let answer = forward(self.upstream().produce(request).await);
+            if let Some(AfterForward::AnswerAfter(delay)) = step {
+                tokio::time::sleep(delay).await;
+            }
             return match (step, answer) {
-                (None | Some(AfterForward::Answer), answer) | (_, answer @ Err(_)) => answer,
+                (None | Some(AfterForward::Answer | AfterForward::AnswerAfter(_)), answer)
+                | (_, answer @ Err(_)) => answer,
                 (Some(AfterForward::LoseAsUnavailable), Ok(_)) => {
                     Err(Status::unavailable("injected: response lost"))
                 }

@@ -158,6 +158,11 @@ impl BatchBuilder {
         self.buf.len()
     }
 
+    /// Bytes the buffer holds room for before it must grow.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Compresses the records (if a codec is set), writes the header and the CRC (over the
     /// compressed bytes) and returns the finished batch (base offset 0, leader epoch -1: the
     /// leader stamps both).
