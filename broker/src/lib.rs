@@ -11,10 +11,14 @@
 //! - [`group`]: consumer-group membership and assignment (KIP-848 style), as pure state
 //!   machines; the coordinator service that drives them joins next.
 //!
-//! Replication and the controller join as their issues land.
+//! - [`replication`]: the replication protocol's logic (leader epochs and their checkpoint,
+//!   the leader's ISR and high watermark, a follower's truncation by epoch) as pure state
+//!   machines, checked by a seeded fault simulation. The controller quorum and the
+//!   replica-fetch service that drive them are next.
 
 pub mod config;
 pub mod group;
 pub mod log;
 pub mod partition;
+pub mod replication;
 pub mod server;
