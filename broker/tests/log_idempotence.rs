@@ -17,7 +17,7 @@ fn idem_batch(producer_id: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes 
 }
 
 async fn send(log: &Log, b: &Bytes) -> Result<(i64, i64), LogError> {
-    log.append(b.clone(), LeaderEpoch(0))
+    log.append(b.clone(), LeaderEpoch(1))
         .await
         .map(|i| (i.base_offset.0, i.last_offset.0))
 }

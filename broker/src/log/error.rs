@@ -78,6 +78,17 @@ pub enum LogError {
         /// What failed.
         cause: String,
     },
+    /// A batch stamped with a leader epoch older than the newest one the log holds: a
+    /// deposed leader's write.
+    #[error("log {path}: leader epoch {epoch} is older than the log's newest epoch {latest}")]
+    StaleLeaderEpoch {
+        /// The partition directory.
+        path: PathBuf,
+        /// The batch's epoch.
+        epoch: i32,
+        /// The newest epoch in the log.
+        latest: i32,
+    },
     /// The log was closed.
     #[error("log {path} is closed")]
     Closed {

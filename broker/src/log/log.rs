@@ -17,6 +17,7 @@ use super::retention::RetentionOutcome;
 use super::segment::TimestampOffset;
 use super::writer::{AppendRequest, Command, Writer};
 use super::{Clock, DirLock, LogConfig, LogError, Segment, SystemClock};
+use crate::replication::{EpochCache, EpochEnd, EpochEntry};
 
 /// Bound of the writer's command queue: appenders wait (backpressure) when it is full.
 const QUEUE_DEPTH: usize = 4096;
@@ -43,6 +44,9 @@ pub(crate) struct Shared {
     end: AtomicI64,
     pub flushed: AtomicI64,
     end_tx: watch::Sender<i64>,
+    /// Leader epochs and where each starts (the `leader-epoch-checkpoint`); the writer
+    /// changes it, readers answer epoch questions from it.
+    pub epochs: RwLock<EpochCache>,
 }
 
 impl Shared {
@@ -130,6 +134,7 @@ impl Log {
             .last()
             .expect("recovery yields a segment")
             .clone();
+        let epochs = load_epochs(&dir, &recovered.segments, start, end)?;
         let now = clock.now_ms();
         let (end_tx, _) = watch::channel(end);
         let shared = Arc::new(Shared {
@@ -141,6 +146,7 @@ impl Log {
             end: AtomicI64::new(end),
             flushed: AtomicI64::new(end),
             end_tx,
+            epochs: RwLock::new(epochs),
         });
         tracing::info!(dir = %dir.display(), start, end, "opened log");
         let producers = snapshots::load(&dir, &shared.segments(), end)?;
@@ -191,6 +197,23 @@ impl Log {
             .await
             .map_err(|_| self.closed())?;
         rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Where `epoch` ended in this log (Kafka's OffsetForLeaderEpoch): the largest epoch
+    /// not newer than it, and the start of the next epoch or the log end.
+    pub fn epoch_end(&self, epoch: LeaderEpoch) -> EpochEnd {
+        let epochs = self.shared().epochs.read();
+        epochs.end_offset_for(epoch, self.end_offset())
+    }
+
+    /// The newest leader epoch that appended to this log, with its first offset.
+    pub fn latest_epoch(&self) -> Option<EpochEntry> {
+        self.shared().epochs.read().latest()
+    }
+
+    /// A copy of the log's leader-epoch cache.
+    pub fn epochs(&self) -> EpochCache {
+        self.shared().epochs.read().clone()
     }
 
     /// The log's directory.
@@ -398,4 +421,53 @@ impl Log {
         }
         result
     }
+}
+
+/// The leader-epoch cache of a log opened with `start..end`: the checkpoint file, or, when it
+/// is missing (a log from before epochs were kept) or damaged, rebuilt from the epochs every
+/// batch header carries. Entries outside the log (a crash after the checkpoint was written
+/// but before the data, a retention before the checkpoint was updated) are dropped.
+fn load_epochs(
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    start: i64,
+    end: i64,
+) -> Result<EpochCache, LogError> {
+    let loaded = match EpochCache::load(dir) {
+        Ok(cache) if !(cache.entries().is_empty() && end > start) => Some(cache),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(cause = %e, "leader-epoch checkpoint unreadable; rebuilding it from the log");
+            None
+        }
+    };
+    let mut cache = match loaded {
+        Some(cache) => cache,
+        None => {
+            let mut cache = EpochCache::new();
+            let mut stale = None;
+            for seg in segments {
+                seg.for_each_header(start, |h| {
+                    if h.partition_leader_epoch >= 0
+                        && let Err(reason) = cache
+                            .assign(LeaderEpoch(h.partition_leader_epoch), Offset(h.base_offset))
+                    {
+                        stale.get_or_insert(reason);
+                    }
+                })?;
+            }
+            if let Some(reason) = stale {
+                tracing::warn!(dir = %dir.display(), %reason, "leader epochs in the log go backwards");
+            }
+            cache.store(dir)?;
+            cache
+        }
+    };
+    let before = cache.clone();
+    cache.truncate_from_end(Offset(end));
+    cache.truncate_from_start(Offset(start));
+    if cache != before {
+        cache.store(dir)?;
+    }
+    Ok(cache)
 }

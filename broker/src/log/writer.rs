@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use brook_proto::batch::layout::MAGIC;
 use brook_proto::batch::stamp;
-use brook_proto::{BatchHeader, Offset};
+use brook_proto::{BatchHeader, LeaderEpoch, Offset};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
@@ -384,6 +384,7 @@ impl Writer {
     ) -> Result<Vec<AppendInfo>, LogError> {
         let start_pos = self.indexer.size;
         let mut next = self.indexer.next_offset;
+        self.record_epochs(chunk, next)?;
         let mut stamps: Vec<[u8; MAGIC]> = Vec::with_capacity(chunk.len());
         let mut infos = Vec::with_capacity(chunk.len());
         for a in chunk {
@@ -415,6 +416,10 @@ impl Writer {
                     source: e,
                 });
             }
+            // The epochs this chunk would have started are not in the log.
+            if let Err(e) = self.trim_epochs() {
+                self.fail(e);
+            }
             return Err(err);
         }
         {
@@ -437,6 +442,49 @@ impl Writer {
         self.shared.publish_end(next);
         self.unflushed = true;
         Ok(infos)
+    }
+
+    /// Adds the epochs `chunk` starts to the epoch cache (batches from `next` on) and
+    /// writes the checkpoint when it changed, before the data: a crash in between leaves an
+    /// entry past the log end, which the next open drops.
+    fn record_epochs(&mut self, chunk: &[AppendRequest], mut next: i64) -> Result<(), LogError> {
+        let mut epochs = self.shared.epochs.write();
+        let mut changed = false;
+        for a in chunk {
+            if a.leader_epoch >= 0 {
+                if let Some(latest) = epochs.latest()
+                    && latest.epoch.get() > a.leader_epoch
+                {
+                    return Err(LogError::StaleLeaderEpoch {
+                        path: self.shared.dir.clone(),
+                        epoch: a.leader_epoch,
+                        latest: latest.epoch.get(),
+                    });
+                }
+                changed |= epochs
+                    .assign(LeaderEpoch(a.leader_epoch), Offset(next))
+                    .expect("newer epoch at a later offset");
+            }
+            next += i64::from(a.header.last_offset_delta) + 1;
+        }
+        if changed {
+            epochs.store(&self.shared.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the epoch cache in line with the log after a truncation or retention.
+    fn trim_epochs(&mut self) -> Result<(), LogError> {
+        let end = self.indexer.next_offset;
+        let start = self.shared.start.load(Ordering::Acquire);
+        let mut epochs = self.shared.epochs.write();
+        let before = epochs.clone();
+        epochs.truncate_from_end(Offset(end));
+        epochs.truncate_from_start(Offset(start));
+        if *epochs != before {
+            epochs.store(&self.shared.dir)?;
+        }
+        Ok(())
     }
 
     /// fdatasync of the active segment; everything appended so far becomes durable.
@@ -571,6 +619,7 @@ impl Writer {
             let (segment, indexer) = create_segment(&dir, target, &self.shared.config())?;
             let end = self.replace_tail(0, segment, indexer, true);
             self.reload_producers()?;
+            self.trim_epochs()?;
             return Ok(end);
         }
         let i = segments.partition_point(|s| s.base_offset() <= target) - 1;
@@ -617,6 +666,7 @@ impl Writer {
         debug_assert_eq!(indexer.next_offset, header.base_offset);
         let end = self.replace_tail(i, segment, indexer, false);
         self.reload_producers()?;
+        self.trim_epochs()?;
         Ok(end)
     }
 
@@ -687,6 +737,7 @@ impl Writer {
             deleted_bytes += seg.size();
         }
         fsync_dir(&self.shared.dir)?;
+        self.trim_epochs()?;
         tracing::info!(dir = %self.shared.dir.display(), deleted_segments = n, deleted_bytes, log_start = start, "retention deleted segments");
         Ok(RetentionOutcome {
             deleted_segments: n,

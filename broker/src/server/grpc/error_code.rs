@@ -17,6 +17,7 @@ pub fn log_error_code(err: &LogError) -> ErrorCode {
         // A closed log belongs to a topic being deleted (or a broker shutting down).
         LogError::Closed { .. } => ErrorCode::UnknownTopicOrPartition,
         LogError::Config(_) => ErrorCode::InvalidConfig,
+        LogError::StaleLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
         LogError::Io { .. }
         | LogError::Corrupt { .. }
         | LogError::Locked { .. }
