@@ -18,7 +18,7 @@ fn compare(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn bad_compare_arguments_exit_2_naming_them() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--size", "4"], "--size must be at least 8"),
         (&["--partitions", "0"], "--partitions"),
         (
@@ -33,6 +33,10 @@ fn bad_compare_arguments_exit_2_naming_them() {
         (
             &["--systems", "pulsar"],
             "--systems takes brook and kafka, not \"pulsar\"",
+        ),
+        (
+            &["--workloads", "consume,replay"],
+            "--workloads takes produce-max, produce-rate, consume, e2e, group-e2e, not \"replay\"",
         ),
     ];
     for (args, message) in cases {

@@ -59,8 +59,9 @@ enum Cmd {
         /// Warm-up seconds per workload.
         #[arg(long, default_value_t = 3)]
         warmup_secs: u64,
-        /// Messages of the consume workload.
-        #[arg(long, default_value_t = 1_000_000)]
+        /// Messages of the consume workload (3 GB at 1 KiB: reading takes seconds, so the
+        /// rate is not dominated by start-up and scheduling noise).
+        #[arg(long, default_value_t = 3_000_000)]
         consume_messages: u64,
         /// Messages of the ProducerPerformance cross-check (0 skips it).
         #[arg(long, default_value_t = 1_000_000)]
@@ -78,6 +79,13 @@ enum Cmd {
         /// Systems to run: brook, kafka.
         #[arg(long, value_delimiter = ',', default_value = "brook,kafka")]
         systems: Vec<String>,
+        /// Workloads to run: produce-max, produce-rate, consume, e2e, group-e2e.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "produce-max,produce-rate,consume,e2e,group-e2e"
+        )]
+        workloads: Vec<String>,
         /// Repetitions of each system's suite (alternating); each case reports its median.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
@@ -216,6 +224,7 @@ fn main() {
             durability,
             broker_bin,
             systems,
+            workloads,
             repeat,
             size,
             partitions,
@@ -253,6 +262,18 @@ fn main() {
                 std::process::exit(2);
             }
             o.systems = systems;
+            use brook_bench::compare::runner::WORKLOAD_KEYS;
+            if let Some(bad) = workloads
+                .iter()
+                .find(|w| !WORKLOAD_KEYS.contains(&w.as_str()))
+            {
+                eprintln!(
+                    "error: --workloads takes {}, not {bad:?}",
+                    WORKLOAD_KEYS.join(", ")
+                );
+                std::process::exit(2);
+            }
+            o.workloads = workloads;
             o.repeat = repeat;
             if size < 8 || partitions == 0 || producers == 0 || consumers == 0 || rate_mb <= 0.0 {
                 eprintln!(

@@ -35,6 +35,8 @@ pub struct CompareOptions {
     pub command: String,
     /// Which systems run: `brook`, `kafka` or both (default).
     pub systems: Vec<String>,
+    /// Which workloads of the suite run, by key (see [`WORKLOAD_KEYS`]); all by default.
+    pub workloads: Vec<String>,
     /// Repetitions: each system runs the whole suite this many times, alternating with the
     /// other, and each case reports its median run.
     pub repeat: usize,
@@ -60,13 +62,14 @@ impl CompareOptions {
         CompareOptions {
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(3),
-            consume_messages: 1_000_000,
+            consume_messages: 3_000_000,
             cross_check_messages: 1_000_000,
             durability: vec![Durability::NoFsync, Durability::FsyncEveryWrite],
             out,
             broker_bin: sibling_binary("brook-broker"),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             systems: vec!["brook".into(), "kafka".into()],
+            workloads: WORKLOAD_KEYS.iter().map(|k| k.to_string()).collect(),
             repeat: 1,
             size: 1024,
             partitions: 4,
@@ -89,7 +92,10 @@ pub fn default_settings() -> ProducerSettings {
     }
 }
 
-/// The standard suite, by default 1 KiB messages over 4 partitions at 50 MB/s where the rate
+/// Keys of the suite's workloads, in the order they run: `--workloads` picks among them.
+pub const WORKLOAD_KEYS: [&str; 5] = ["produce-max", "produce-rate", "consume", "e2e", "group-e2e"];
+
+/// The standard suite (the workloads `o.workloads` names), by default 1 KiB messages over 4 partitions at 50 MB/s where the rate
 /// is fixed. The workload names carry the rates.
 pub fn suite(o: &CompareOptions) -> Vec<Workload> {
     let base = Workload {
@@ -114,7 +120,7 @@ pub fn suite(o: &CompareOptions) -> Vec<Workload> {
     };
     let (rate, group_rate) = (o.rate_mb, o.rate_mb * 0.4);
     let c = o.consumers;
-    vec![
+    let all = [
         w("produce-max", Kind::Produce, None, c),
         w(&format!("produce-{rate}MBps"), Kind::Produce, Some(rate), c),
         w("consume", Kind::Consume, None, c),
@@ -125,7 +131,13 @@ pub fn suite(o: &CompareOptions) -> Vec<Workload> {
             Some(group_rate),
             c.max(2),
         ),
-    ]
+    ];
+    WORKLOAD_KEYS
+        .iter()
+        .zip(all)
+        .filter(|(key, _)| o.workloads.iter().any(|k| k == *key))
+        .map(|(_, w)| w)
+        .collect()
 }
 
 fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
@@ -155,6 +167,7 @@ async fn run_case(
     target.create_topic(&topic, w.partitions).await?;
     bar.set_message(format!("{} on {}", w.name, target.name()));
     bar.set_position(0);
+    write_back_dirty_pages().await?;
     let usage = Usage::start(pid);
     let m = workload::run(target, w, &topic, |f| bar.set_position((f * 1000.0) as u64))
         .await
@@ -172,6 +185,19 @@ async fn run_case(
         seconds: m.seconds,
         runs_msgs_per_sec: Vec::new(),
     })
+}
+
+/// Writes every dirty page cache page back to disk (`sync`) before a case starts. Without
+/// it a case inherits the previous case's unwritten gigabytes: the kernel throttles writers
+/// once dirty data passes `vm.dirty_ratio`, so a case's throughput would depend on what ran
+/// before it rather than on the system measured.
+async fn write_back_dirty_pages() -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("sync")
+        .status()
+        .await
+        .context("running sync")?;
+    anyhow::ensure!(status.success(), "sync failed: {status}");
+    Ok(())
 }
 
 /// Kafka's `ProducerPerformance` beside our rdkafka driver with the same settings.
@@ -315,6 +341,7 @@ pub async fn compare(o: &CompareOptions) -> anyhow::Result<Report> {
         cross_check: None,
     };
     let workloads = suite(o);
+    anyhow::ensure!(!workloads.is_empty(), "no workload selected");
     let bar = ProgressBar::new(1000);
     bar.set_style(ProgressStyle::with_template("{prefix:>18} {bar:30} {msg}").expect("template"));
     for &durability in &o.durability {
@@ -343,6 +370,8 @@ pub async fn compare(o: &CompareOptions) -> anyhow::Result<Report> {
             // measures a warm broker as the others do.
             let warm = Workload {
                 name: "warm-up".into(),
+                kind: Kind::Produce,
+                rate_mb: None,
                 warmup: Duration::ZERO,
                 duration: o.warmup * 3,
                 ..workloads[0].clone()
