@@ -53,6 +53,37 @@ pub(crate) fn parse_base_offset(stem: &str) -> Option<i64> {
 
 use super::indexer::NO_TIMESTAMP;
 
+/// `len` bytes of `file` from `pos`, read into a fresh buffer without zeroing it first (a
+/// fetch reads megabytes at a time; zeroing them cost as much as a tenth of the read).
+fn read_exact_uninit_at(file: &File, len: usize, pos: u64) -> std::io::Result<BytesMut> {
+    use std::os::fd::AsRawFd;
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let want = len - done;
+        let at = libc::off_t::try_from(pos + done as u64)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `spare` is writable memory of at least `want` bytes owned by `buf`; pread
+        // writes at most `want` bytes into it and reports how many.
+        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), want, at) };
+        match n {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n if n > 0 => {
+                // SAFETY: pread initialised the first `n` (<= `want`) spare bytes.
+                unsafe { buf.set_len(done + n as usize) };
+            }
+            _ => {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(buf)
+}
+
 /// A timestamp lookup result: the first record at or after the target time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampOffset {
@@ -195,11 +226,9 @@ impl Segment {
             let end = (pos as usize + len).min(map.len());
             return Ok(map.slice((pos as usize).min(end)..end));
         }
-        let mut buf = BytesMut::zeroed(len);
-        self.file
-            .read_exact_at(&mut buf, pos)
-            .map_err(LogError::io("read", &self.log_path))?;
-        Ok(buf.freeze())
+        read_exact_uninit_at(&self.file, len, pos)
+            .map(BytesMut::freeze)
+            .map_err(LogError::io("read", &self.log_path))
     }
 
     fn map(&self) -> Result<Option<&Bytes>, LogError> {
