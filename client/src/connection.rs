@@ -21,6 +21,17 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest gRPC message sent or accepted (a produce request or a fetch response).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// HTTP/2 flow-control window per stream (bytes): how much of a fetch answer the broker may
+/// send before the client acknowledges it. hyper's default (2 MiB) is below one default
+/// fetch answer (up to 1 MiB per partition), so the broker would stall mid-answer waiting
+/// for window updates.
+pub const HTTP2_STREAM_WINDOW: u32 = 8 << 20;
+/// HTTP/2 flow-control window per connection (bytes), shared by concurrent fetches.
+pub const HTTP2_CONNECTION_WINDOW: u32 = 32 << 20;
+/// Largest HTTP/2 frame the client accepts (bytes): fewer, larger DATA frames for big
+/// fetch answers than the protocol's default 16 KiB.
+pub const HTTP2_MAX_FRAME: u32 = 1 << 20;
+
 /// A connection to one broker: cheap to clone, every clone shares the same channel (HTTP/2
 /// multiplexes concurrent requests over it), and the channel reconnects by itself after the
 /// broker restarts.
@@ -48,6 +59,9 @@ impl Connection {
         let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+            .max_frame_size(HTTP2_MAX_FRAME)
             .connect()
             .await
             .map_err(|source| ClientError::Connect {

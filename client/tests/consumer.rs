@@ -3,6 +3,8 @@
 //! offset reset, backpressure, decompression, failures and close. The last test runs on a
 //! paused clock without a broker.
 
+mod fake_broker;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,8 @@ use brook_proto::{BatchBuilder, Compression, Header, Offset};
 use bytes::Bytes;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
+
+use fake_broker::FakeBroker;
 
 /// A real broker serving on 127.0.0.1 with its data in a temporary directory.
 struct TestBroker {
@@ -361,23 +365,81 @@ async fn a_new_assignment_or_a_seek_does_not_wait_for_the_long_poll_in_flight() 
             .map(|i| expected("idle", p, i as i64, &records[i]))
             .collect()
     };
-    // Fetches wait a minute for data that never comes; poll_n gives up after 10 s.
-    let config = broker.config().fetch_max_wait(Duration::from_secs(60));
-    let mut consumer = broker.consumer(config).await;
-    let (p0, p1) = (
-        TopicPartition::new("idle", 0),
-        TopicPartition::new("idle", 1),
-    );
-    consumer.assign(std::slice::from_ref(&p0));
-    assert_eq!(poll_n(&mut consumer, 3).await, want(0, 0));
-    // Now a fetch of partition 0 at offset 3 is waiting at the broker.
-    assert_no_more(&mut consumer).await;
-    consumer.assign(&[p0.clone(), p1.clone()]);
-    assert_eq!(poll_n(&mut consumer, 3).await, want(1, 0));
-    assert_no_more(&mut consumer).await;
-    consumer.seek(&p0, Offset(1)).unwrap();
-    assert_eq!(poll_n(&mut consumer, 2).await, want(0, 1));
-    consumer.close().await;
+    // Fetches wait a minute for data that never comes; poll_n gives up after 10 s. With one
+    // request per broker the new partition replaces the one in flight; with two it takes
+    // the free one, and the seek then replaces the oldest.
+    for requests in [1, 2] {
+        let config = broker
+            .config()
+            .fetch_max_wait(Duration::from_secs(60))
+            .fetches_per_broker(requests);
+        let mut consumer = broker.consumer(config).await;
+        let (p0, p1) = (
+            TopicPartition::new("idle", 0),
+            TopicPartition::new("idle", 1),
+        );
+        consumer.assign(std::slice::from_ref(&p0));
+        assert_eq!(poll_n(&mut consumer, 3).await, want(0, 0));
+        // Now a fetch of partition 0 at offset 3 is waiting at the broker.
+        assert_no_more(&mut consumer).await;
+        consumer.assign(&[p0.clone(), p1.clone()]);
+        assert_eq!(poll_n(&mut consumer, 3).await, want(1, 0));
+        assert_no_more(&mut consumer).await;
+        consumer.seek(&p0, Offset(1)).unwrap();
+        assert_eq!(poll_n(&mut consumer, 2).await, want(0, 1));
+        consumer.close().await;
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn fetches_per_broker_bounds_the_requests_in_flight_and_splits_the_partitions() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    create_topic(&conn, "split", 4).await;
+    let fake = FakeBroker::start(broker.running.grpc_addr).await;
+    let tps: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("split", p)).collect();
+    for (requests, want) in [
+        (1, vec![4]),
+        (2, vec![2, 2]),
+        (3, vec![1, 1, 2]),
+        (4, vec![1; 4]),
+    ] {
+        // Nothing to read: every fetch waits a minute at the broker, so what is in flight
+        // stays put while we look.
+        let config = broker
+            .config()
+            .bootstrap(fake.addr.to_string())
+            .fetch_max_wait(Duration::from_secs(60))
+            .fetches_per_broker(requests);
+        let mut consumer = broker.consumer(config).await;
+        consumer.assign(&tps);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while fake.fetches_in_flight().iter().sum::<usize>() < 4 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fetches_per_broker {requests}: in flight {:?}",
+                fake.fetches_in_flight()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            fake.fetches_in_flight(),
+            want,
+            "fetches_per_broker {requests}"
+        );
+        consumer.close().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !fake.fetches_in_flight().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "close left fetches behind"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    drop(fake);
     broker.stop().await;
 }
 

@@ -2,7 +2,6 @@
 //! through [`fake_broker`] where responses must be lost or errors injected. Real time, with
 //! short linger and backoff; only the block-with-timeout test pauses the clock (after setup).
 
-#[allow(dead_code)]
 mod fake_broker;
 
 use std::collections::BTreeMap;

@@ -27,6 +27,11 @@ pub const DEFAULT_PARTITION_MAX_BYTES: u32 = MIB as u32;
 pub const DEFAULT_MAX_POLL_RECORDS: usize = 500;
 /// Default [`ConsumerConfig::partition_buffer_bytes`]: 4 MiB per partition.
 pub const DEFAULT_PARTITION_BUFFER_BYTES: usize = 4 * MIB as usize;
+/// Default [`ConsumerConfig::fetches_per_broker`]: 2, so the broker prepares one answer
+/// while the client takes in the other.
+pub const DEFAULT_FETCHES_PER_BROKER: usize = 2;
+/// Largest [`ConsumerConfig::fetches_per_broker`].
+pub const MAX_FETCHES_PER_BROKER: usize = 16;
 /// Default [`ConsumerConfig::request_timeout`]: 30 s, as Kafka's `request.timeout.ms`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`ConsumerConfig::retry_backoff`]: 100 ms, as Kafka's `retry.backoff.ms`.
@@ -110,6 +115,7 @@ pub struct ConsumerConfig {
     partition_max_bytes: u32,
     max_poll_records: usize,
     partition_buffer_bytes: usize,
+    fetches_per_broker: usize,
     auto_offset_reset: AutoOffsetReset,
     request_timeout: Duration,
     retry_backoff: Duration,
@@ -127,6 +133,7 @@ impl Default for ConsumerConfig {
             partition_max_bytes: DEFAULT_PARTITION_MAX_BYTES,
             max_poll_records: DEFAULT_MAX_POLL_RECORDS,
             partition_buffer_bytes: DEFAULT_PARTITION_BUFFER_BYTES,
+            fetches_per_broker: DEFAULT_FETCHES_PER_BROKER,
             auto_offset_reset: AutoOffsetReset::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
@@ -177,6 +184,11 @@ impl ConsumerConfig {
     /// See [`ConsumerConfigBuilder::partition_buffer_bytes`].
     pub fn partition_buffer_bytes(&self) -> usize {
         self.partition_buffer_bytes
+    }
+
+    /// See [`ConsumerConfigBuilder::fetches_per_broker`].
+    pub fn fetches_per_broker(&self) -> usize {
+        self.fetches_per_broker
     }
 
     /// See [`ConsumerConfigBuilder::auto_offset_reset`].
@@ -286,6 +298,17 @@ impl ConsumerConfigBuilder {
         self
     }
 
+    /// Most fetch requests in flight to one broker at a time. The partitions ready to fetch
+    /// are split among the free ones, each partition in at most one fetch, so the broker
+    /// reads and encodes one answer while the client receives and decodes another. With no
+    /// request free, a partition that becomes ready (assigned, sought, or drained below
+    /// `partition_buffer_bytes`) replaces the oldest request, the one most likely waiting
+    /// out `fetch_max_wait`. 1 gives Kafka's one fetch per broker. Default 2; 1 to 16.
+    pub fn fetches_per_broker(mut self, requests: usize) -> Self {
+        self.config.fetches_per_broker = requests;
+        self
+    }
+
     /// Where a partition without a position starts, and where a position outside the log
     /// moves. Default [`AutoOffsetReset::Latest`].
     pub fn auto_offset_reset(mut self, reset: AutoOffsetReset) -> Self {
@@ -370,6 +393,12 @@ impl ConsumerConfigBuilder {
             c.partition_buffer_bytes as u64,
             1,
             MAX_PARTITION_BUFFER_BYTES as u64,
+        )?;
+        in_range(
+            "fetches_per_broker",
+            c.fetches_per_broker as u64,
+            1,
+            MAX_FETCHES_PER_BROKER as u64,
         )?;
         let one_ms = Duration::from_millis(1);
         duration_in("request_timeout", c.request_timeout, one_ms, MAX_TIMEOUT)?;
@@ -467,6 +496,7 @@ mod tests {
         assert_eq!(config.partition_max_bytes(), 1_048_576);
         assert_eq!(config.max_poll_records(), 500);
         assert_eq!(config.partition_buffer_bytes(), 4 << 20);
+        assert_eq!(config.fetches_per_broker(), 2);
         assert_eq!(config.auto_offset_reset(), AutoOffsetReset::Latest);
         assert_eq!(config.request_timeout(), Duration::from_secs(30));
         assert_eq!(config.retry_backoff(), Duration::from_millis(100));
@@ -484,6 +514,7 @@ mod tests {
             .partition_max_bytes(2048)
             .max_poll_records(1)
             .partition_buffer_bytes(1)
+            .fetches_per_broker(16)
             .auto_offset_reset(AutoOffsetReset::None)
             .request_timeout(Duration::from_millis(1))
             .retry_backoff(Duration::from_millis(5))
@@ -498,6 +529,7 @@ mod tests {
         assert_eq!(config.partition_max_bytes(), 2048);
         assert_eq!(config.max_poll_records(), 1);
         assert_eq!(config.partition_buffer_bytes(), 1);
+        assert_eq!(config.fetches_per_broker(), 16);
         assert_eq!(config.auto_offset_reset(), AutoOffsetReset::None);
         assert_eq!(config.request_timeout(), Duration::from_millis(1));
         assert_eq!(config.retry_backoff(), Duration::from_millis(5));
@@ -543,6 +575,14 @@ mod tests {
             (
                 b().partition_buffer_bytes(0),
                 "partition_buffer_bytes = 0 is out of range: must be between 1 and 1073741824",
+            ),
+            (
+                b().fetches_per_broker(0),
+                "fetches_per_broker = 0 is out of range: must be between 1 and 16",
+            ),
+            (
+                b().fetches_per_broker(17),
+                "fetches_per_broker = 17 is out of range: must be between 1 and 16",
             ),
         ];
         for (builder, want) in cases {

@@ -1,16 +1,17 @@
-//! [`Fetcher`]: the consumer's background task. It keeps one Fetch in flight per partition
-//! leader, covering every partition of that leader whose buffer is below the limit, and files
-//! what comes back in the shared [`Assignment`]; it looks positions up with ListOffsets and
-//! leaders up with Metadata.
+//! [`Fetcher`]: the consumer's background task. It keeps up to `fetches_per_broker` Fetch
+//! requests in flight per partition leader, each covering a share of that leader's partitions
+//! whose buffer is below the limit (a partition is in at most one), and files what comes back
+//! in the shared [`Assignment`]; it looks positions up with ListOffsets and leaders up with
+//! Metadata.
 //!
 //! ```text
 //!  events in                              actions out
 //!  ─────────                              ───────────
 //!  wake (assign, seek, poll drained)  ─┐   Metadata     when a partition has no known leader
 //!  a request finished                 ─┼─▶ ListOffsets  per leader, for partitions to reset
-//!  a backoff expired                  ─┘   Fetch        per leader; a leader whose fetch in
-//!                                                       flight leaves out a fetchable
-//!                                                       partition gets a new one instead
+//!  a backoff expired                  ─┘   Fetch        per leader, the ready partitions
+//!                                                       split over its free requests; with
+//!                                                       none free, the oldest is replaced
 //! ```
 //!
 //! Every request runs as its own task in a `JoinSet`; the loop itself never awaits I/O, so a
@@ -140,8 +141,8 @@ pub(crate) struct Fetcher {
     /// Requests in flight by task id. A request aborted (or ignored) is removed here first,
     /// so its late answer is dropped.
     in_flight: HashMap<Id, Job>,
-    /// The fetch in flight to each leader.
-    fetching: HashMap<i32, AbortHandle>,
+    /// The fetches in flight to each leader, oldest first (at most `fetches_per_broker`).
+    fetching: HashMap<i32, Vec<AbortHandle>>,
     /// Leaders with a list-offsets request in flight.
     listing: HashSet<i32>,
     metadata_in_flight: bool,
@@ -192,14 +193,20 @@ impl Fetcher {
         let shared = Arc::clone(&self.shared);
         let mut state = shared.state.lock();
         let mut plan = self.collect(&mut state, now);
-        // A leader's fetch in flight leaves out a partition that can be fetched now (newly
-        // assigned, sought, or drained below the limit): replace it with one for all of them
-        // rather than wait up to `fetch_max_wait` for it to return.
+        // A partition can be fetched now (newly assigned, sought, or drained below the
+        // limit) but every request to its leader is taken: the oldest, the one most likely
+        // waiting out `fetch_max_wait`, makes way for one covering its partitions and the
+        // new ones, rather than the new ones waiting up to `fetch_max_wait`.
+        let max = self.config.fetches_per_broker();
         let mut replaced = false;
         for node in plan.fetch.keys() {
-            let Some(abort) = self.fetching.remove(node) else {
+            let Some(fetches) = self.fetching.get_mut(node) else {
                 continue;
             };
+            if fetches.len() < max {
+                continue;
+            }
+            let abort = fetches.remove(0);
             abort.abort();
             if let Some(Job::Fetch { partitions, .. }) = self.in_flight.remove(&abort.id()) {
                 for target in partitions {
@@ -229,11 +236,21 @@ impl Fetcher {
             }
             self.start_list_offsets(node, targets);
         }
-        for (node, targets) in plan.fetch {
+        for (node, mut targets) in plan.fetch {
             for target in &targets {
                 if let Some(p) = state.current(&target.tp, target.epoch) {
                     p.in_flight = true;
                 }
+            }
+            // Split among the free requests, so answers alternate instead of the broker and
+            // the client taking turns on one.
+            let free = max - self.fetching.get(&node).map_or(0, Vec::len);
+            let mut requests = free.clamp(1, targets.len());
+            while requests > 1 {
+                let rest = targets.split_off(targets.len().div_ceil(requests));
+                self.start_fetch(node, targets);
+                targets = rest;
+                requests -= 1;
             }
             self.start_fetch(node, targets);
         }
@@ -392,7 +409,7 @@ impl Fetcher {
                 partitions: targets,
             },
         );
-        self.fetching.insert(node, abort);
+        self.fetching.entry(node).or_default().push(abort);
     }
 
     /// Files a finished request's answer.
@@ -413,7 +430,12 @@ impl Fetcher {
         let now = Instant::now();
         match (job, done.outcome) {
             (Job::Fetch { node, partitions }, Outcome::Fetch(outcome)) => {
-                self.fetching.remove(&node);
+                if let Some(fetches) = self.fetching.get_mut(&node) {
+                    fetches.retain(|abort| abort.id() != id);
+                    if fetches.is_empty() {
+                        self.fetching.remove(&node);
+                    }
+                }
                 self.fetched(node, partitions, outcome, now);
             }
             (Job::ListOffsets { node, partitions }, Outcome::ListOffsets(outcome)) => {

@@ -8,6 +8,9 @@
 //! The metadata it forwards names the real broker as the only one; with a single broker the
 //! client sends everything to its bootstrap connection, that is, to this fake.
 
+// Each test crate uses a different part of the fake.
+#![allow(dead_code)]
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +29,6 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// What the fake does with one produce request after forwarding it to the broker (see
 /// [`FakeBroker::script_produce`]).
-#[allow(dead_code)] // each test crate uses a different part of the fake
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterForward {
     /// Return the broker's answer.
@@ -48,6 +50,19 @@ struct State {
     metadata_requests: AtomicUsize,
     produce_requests: AtomicUsize,
     list_offsets_requests: AtomicUsize,
+    /// Partitions of each fetch request being served, by request number.
+    fetches_in_flight: Mutex<std::collections::BTreeMap<usize, usize>>,
+    fetch_requests: AtomicUsize,
+}
+
+/// Takes a fetch off [`State::fetches_in_flight`] when it is answered or cancelled (the
+/// client resetting the stream drops the handler).
+struct FetchInFlight(Arc<State>, usize);
+
+impl Drop for FetchInFlight {
+    fn drop(&mut self) {
+        self.0.fetches_in_flight.lock().unwrap().remove(&self.1);
+    }
 }
 
 /// A running fake in front of a real broker; stops serving when dropped.
@@ -85,6 +100,8 @@ impl FakeBroker {
             metadata_requests: AtomicUsize::new(0),
             produce_requests: AtomicUsize::new(0),
             list_offsets_requests: AtomicUsize::new(0),
+            fetches_in_flight: Mutex::new(std::collections::BTreeMap::new()),
+            fetch_requests: AtomicUsize::new(0),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let service = BrokerServer::new(Service(state.clone()))
@@ -118,7 +135,6 @@ impl FakeBroker {
 
     /// The next produce requests (after those [`FakeBroker::fail_produce`] fails) are
     /// forwarded to the broker and then answered as the steps say, one step per request.
-    #[allow(dead_code)]
     pub fn script_produce(&self, steps: &[AfterForward]) {
         self.state
             .produce_script
@@ -128,13 +144,11 @@ impl FakeBroker {
     }
 
     /// Drops the faults [`FakeBroker::fail_produce`] queued that were not used yet.
-    #[allow(dead_code)]
     pub fn clear_produce_faults(&self) {
         self.state.produce_faults.lock().unwrap().clear();
     }
 
     /// Metadata requests answered.
-    #[allow(dead_code)]
     pub fn metadata_requests(&self) -> usize {
         self.state.metadata_requests.load(Ordering::SeqCst)
     }
@@ -147,6 +161,16 @@ impl FakeBroker {
     /// ListOffsets requests answered.
     pub fn list_offsets_requests(&self) -> usize {
         self.state.list_offsets_requests.load(Ordering::SeqCst)
+    }
+
+    /// The partition count of each fetch request being served now, smallest first.
+    pub fn fetches_in_flight(&self) -> Vec<usize> {
+        let mut sizes: Vec<usize> = (self.state.fetches_in_flight.lock().unwrap())
+            .values()
+            .copied()
+            .collect();
+        sizes.sort_unstable();
+        sizes
     }
 }
 
@@ -210,7 +234,16 @@ impl Broker for Service {
         &self,
         request: Request<FetchRequest>,
     ) -> Result<Response<FetchResponse>, Status> {
-        forward(self.upstream().fetch(request.into_inner()).await)
+        let request = request.into_inner();
+        let n = self.0.fetch_requests.fetch_add(1, Ordering::SeqCst);
+        let partitions = request.topics.iter().map(|t| t.partitions.len()).sum();
+        self.0
+            .fetches_in_flight
+            .lock()
+            .unwrap()
+            .insert(n, partitions);
+        let _in_flight = FetchInFlight(self.0.clone(), n);
+        forward(self.upstream().fetch(request).await)
     }
 
     async fn list_offsets(
