@@ -15,7 +15,11 @@
 //!   the leader's ISR and high watermark, a follower's truncation by epoch) as pure state
 //!   machines, checked by a seeded fault simulation. The controller quorum and the
 //!   replica-fetch service that drive them are next.
+//! - [`cluster`]: the cluster metadata the controller quorum keeps (brokers, topics, replica
+//!   assignment, leaders, epochs, ISRs) and the rules that change it, as a pure state
+//!   machine; the openraft quorum that orders its commands is next.
 
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod log;
