@@ -2,7 +2,7 @@
 //! generates prost messages and tonic services; `bytes` fields become `bytes::Bytes`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["brook/v1/broker.proto"];
+    let protos = ["brook/v1/broker.proto", "brook/v1/controller.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

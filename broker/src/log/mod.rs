@@ -51,7 +51,7 @@ pub use log_config::{
 pub use offset_index::{IndexEntry, OFFSET_ENTRY_SIZE, OffsetIndex};
 pub use producer_state::{ProducerState, SequenceError};
 pub use recovery::CHECKPOINT_FILE;
-pub(crate) use recovery::write_atomically;
+pub(crate) use recovery::{fsync_dir, write_atomically};
 pub use retention::RetentionOutcome;
 pub use segment::{Segment, TimestampOffset, log_file_name};
 pub use time_index::{TIME_ENTRY_SIZE, TimeEntry, TimeIndex};
