@@ -332,6 +332,41 @@ async fn flush_never_leaves_sync_to_explicit_flush_and_roll() {
 }
 
 #[tokio::test]
+async fn flush_never_writes_back_in_the_background_without_claiming_durability() {
+    // 20 MB over 8 MiB segments: the writer starts write-back of the active segment every
+    // 4 MiB behind its end; the data reads back whole, before and after a reopen, and only
+    // the rolls (which fsync) move the flushed offset.
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush: FlushPolicy::Never,
+        segment_bytes: 8 << 20,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir.path(), config.clone()).await.unwrap();
+    let mut want = Vec::new();
+    for i in 0..20 {
+        let tag = format!("w{i}");
+        let bytes = big_batch(&tag, 900, 1000, now_ms());
+        let info = log.append(bytes.clone(), LeaderEpoch(1)).await.unwrap();
+        assert_eq!(info.base_offset, Offset(i * 900));
+        want.extend(records(&bytes).into_iter().map(|(o, v)| (o + i * 900, v)));
+    }
+    assert_eq!(log.end_offset(), Offset(18_000));
+    let segments = log.segment_base_offsets();
+    assert_eq!(segments.len(), 3, "two rolls at 8 MiB: {segments:?}");
+    assert_eq!(
+        log.flushed_offset(),
+        segments[2],
+        "write-back is not durability: only the rolls synced"
+    );
+    assert_eq!(read_all(&log), want);
+    log.close().await.unwrap();
+    let log = Log::open(dir.path(), config).await.unwrap();
+    assert_eq!(read_all(&log), want);
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn flush_interval_syncs_once_the_interval_passed() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(now_ms());

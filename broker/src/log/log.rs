@@ -154,6 +154,7 @@ impl Log {
             shared: shared.clone(),
             producers,
             active,
+            writeback_from: recovered.indexer.size,
             indexer: recovered.indexer,
             checkpoint: recovered.checkpoint,
             last_flush_ms: now,

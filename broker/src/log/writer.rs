@@ -37,6 +37,11 @@ const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
 const CHUNK_BYTES: u64 = 1 << 20;
 /// Longest wait before the writer re-checks whether an interval flush is due.
 const MAX_FLUSH_WAIT_MS: u128 = 100;
+/// Without an fsync per write, the writer asks the kernel to write back the active segment
+/// in steps of this many bytes, without waiting, and only bytes at least this far behind the
+/// end, so the pages still being appended to are never under write-back (see
+/// `start_writeback`).
+const WRITEBACK_BYTES: u64 = 4 << 20;
 
 type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 
@@ -61,6 +66,8 @@ pub(crate) struct Writer {
     /// Idempotent producers' last batches (see `producer_state`).
     pub producers: ProducerState,
     pub active: Arc<Segment>,
+    /// Where in the active segment write-back was last started (see [`WRITEBACK_BYTES`]).
+    pub writeback_from: u64,
     pub indexer: Indexer,
     pub checkpoint: Option<RecoveryCheckpoint>,
     pub last_flush_ms: i64,
@@ -322,7 +329,42 @@ impl Writer {
                 let _ = reply.send(Ok(info));
             }
             self.flush_if_due();
+            self.start_writeback();
         }
+    }
+
+    /// Asks the kernel to start writing back the active segment up to [`WRITEBACK_BYTES`]
+    /// behind its end, in steps of that size, without waiting for the disk.
+    ///
+    /// Without it, dirty pages pile up until the kernel's flusher writes them back on its
+    /// own, including the pages the writer is still appending to; appending into a page under
+    /// write-back is several times slower (the copy into the page cache took a third of the
+    /// machine at 200 MB/s, against a twelfth with an fsync per write). Advisory: a failure
+    /// is logged, and a real write error surfaces at the next fsync.
+    fn start_writeback(&mut self) {
+        let behind = self.indexer.size.saturating_sub(WRITEBACK_BYTES);
+        let to = behind - behind % WRITEBACK_BYTES;
+        let from = self.writeback_from;
+        if to <= from {
+            return;
+        }
+        use std::os::fd::AsRawFd;
+        let fd = self.active.file().as_raw_fd();
+        // SAFETY: a plain system call on a file descriptor this writer owns; no memory is
+        // passed.
+        let rc = unsafe {
+            libc::sync_file_range(
+                fd,
+                from as libc::off64_t,
+                (to - from) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            tracing::debug!(path = %self.active.path().display(), cause = %err, "sync_file_range");
+        }
+        self.writeback_from = to;
     }
 
     /// Sorts a group by producer state: out-of-sequence and fenced batches are answered with
@@ -577,6 +619,7 @@ impl Writer {
         tracing::debug!(dir = %self.shared.dir.display(), base_offset = indexer.next_offset, "rolled segment");
         self.active = segment;
         self.indexer = indexer;
+        self.writeback_from = 0;
         self.unflushed = false;
         self.shared
             .flushed
@@ -690,6 +733,7 @@ impl Writer {
                 .store(segment.base_offset(), Ordering::Release);
         }
         self.active = segment;
+        self.writeback_from = indexer.size;
         self.indexer = indexer;
         self.unflushed = false;
         self.shared.flushed.fetch_min(end, Ordering::AcqRel);
