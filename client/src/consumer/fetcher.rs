@@ -244,7 +244,7 @@ impl Fetcher {
             }
             // Split among the free requests, so answers alternate instead of the broker and
             // the client taking turns on one.
-            let free = max - self.fetching.get(&node).map_or(0, Vec::len);
+            let free = max.saturating_sub(self.fetching.get(&node).map_or(0, Vec::len));
             let mut requests = free.clamp(1, targets.len());
             while requests > 1 {
                 let rest = targets.split_off(targets.len().div_ceil(requests));
