@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use brook_broker::cluster::controller::{Controller, ControllerConfig, ControllerError};
 use brook_broker::cluster::metadata::{ClusterMetadata, Command, LeaderChange};
-use brook_proto::v1::controller_quorum_server::ControllerQuorumServer;
+use brook_broker::cluster::network::MAX_MESSAGE_BYTES;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -38,7 +38,7 @@ impl Voter {
             .await
             .expect("the controller starts");
         let stop = CancellationToken::new();
-        let service = ControllerQuorumServer::new(controller.service());
+        let service = controller.service().into_server();
         let cancelled = stop.clone().cancelled_owned();
         let server = tokio::spawn(async move {
             tonic::transport::Server::builder()
@@ -264,6 +264,19 @@ async fn a_single_voter_leads_alone_and_refuses_messages_that_do_not_decode() {
             status.message()
         );
     }
+    // Past the quorum's message limit: refused before decoding.
+    let oversized = RaftMessage {
+        json: bytes::Bytes::from(vec![b' '; MAX_MESSAGE_BYTES + 1]),
+    };
+    let status = client.append_entries(oversized).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status}");
+    assert!(
+        status.message().contains(&format!(
+            "found {} bytes, the limit is: {MAX_MESSAGE_BYTES} bytes",
+            MAX_MESSAGE_BYTES + 6
+        )),
+        "{status}"
+    );
     // The voter goes on.
     submit(&voters, register(8)).await.unwrap();
     for (_, v) in voters {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use brook_proto::v1::RaftMessage;
 use brook_proto::v1::controller_quorum_client::ControllerQuorumClient;
-use brook_proto::v1::controller_quorum_server::ControllerQuorum;
+use brook_proto::v1::controller_quorum_server::{ControllerQuorum, ControllerQuorumServer};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -30,8 +30,9 @@ use super::raft_store::TypeConfig;
 
 /// How long a peer connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Largest quorum message (a snapshot chunk or a batch of entries).
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Largest quorum message (a snapshot chunk or a batch of entries), both ways; a larger one
+/// is refused with `OUT_OF_RANGE` before it is decoded.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -178,6 +179,13 @@ impl QuorumService {
     /// Serves `raft`.
     pub fn new(raft: Raft<TypeConfig>) -> QuorumService {
         QuorumService { raft }
+    }
+
+    /// The gRPC server for this service, with the quorum's message size limits.
+    pub fn into_server(self) -> ControllerQuorumServer<QuorumService> {
+        ControllerQuorumServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 
