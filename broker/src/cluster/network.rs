@@ -75,18 +75,6 @@ pub struct Peer {
     client: Result<ControllerQuorumClient<Channel>, String>,
 }
 
-/// An error that is only a message.
-#[derive(Debug)]
-struct Message(String);
-
-impl std::fmt::Display for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Error for Message {}
-
 impl Peer {
     async fn call<Req, Resp, E>(
         &mut self,
@@ -101,7 +89,9 @@ impl Peer {
     {
         let client = match &self.client {
             Ok(client) => client.clone(),
-            Err(reason) => return Err(Unreachable::new(&Message(reason.clone())).into()),
+            Err(reason) => {
+                return Err(Unreachable::new(&std::io::Error::other(reason.clone())).into());
+            }
         };
         let json = serde_json::to_vec(request).map_err(|e| NetworkError::new(&e))?;
         let message = RaftMessage { json: json.into() };
@@ -134,7 +124,7 @@ impl Peer {
 
 /// A failed gRPC call: unreachable when nothing answered, a network error otherwise.
 fn status_error<E: Error>(status: &Status) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
-    let error = Message(format!("{}: {}", status.code(), status.message()));
+    let error = std::io::Error::other(format!("{}: {}", status.code(), status.message()));
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
             Unreachable::new(&error).into()
