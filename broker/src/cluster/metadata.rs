@@ -319,17 +319,13 @@ impl ClusterMetadata {
                 if !p.replicas.contains(&node) {
                     continue;
                 }
-                let mut changed = false;
-                if p.isr.len() > 1 && p.isr.remove(&node) {
-                    changed = true;
-                }
+                let left_isr = p.isr.len() > 1 && p.isr.remove(&node);
                 if p.leader == Some(node) {
+                    // A new leader bumps the partition epoch too.
                     let next = choose_leader(p, &live, topic.unclean_leader_election);
                     set_leader(p, next);
                     changes.push(change(name, i, p));
-                    changed = false;
-                }
-                if changed {
+                } else if left_isr {
                     p.partition_epoch += 1;
                 }
             }
