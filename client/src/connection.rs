@@ -38,6 +38,7 @@ pub const HTTP2_MAX_FRAME: u32 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Connection {
     addr: String,
+    channel: Channel,
     broker: BrokerClient<Channel>,
     admin: AdminClient<Channel>,
     groups: GroupsClient<Channel>,
@@ -76,6 +77,7 @@ impl Connection {
     pub fn from_channel(addr: impl Into<String>, channel: Channel) -> Connection {
         Connection {
             addr: addr.into(),
+            channel: channel.clone(),
             broker: BrokerClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -100,6 +102,17 @@ impl Connection {
     /// cheap and share the channel.
     pub fn broker(&self) -> BrokerClient<Channel> {
         self.broker.clone()
+    }
+
+    /// The Produce RPC, with each record batch handed to HTTP/2 as it is rather than copied
+    /// into one encoded message (the generated [`BrokerClient::produce`] copies it). Requests
+    /// and answers are bounded by [`MAX_MESSAGE_BYTES`].
+    pub async fn produce(
+        &self,
+        request: &brook_proto::v1::ProduceRequest,
+    ) -> Result<brook_proto::v1::ProduceResponse, tonic::Status> {
+        let mut channel = self.channel.clone();
+        crate::produce_rpc::produce(&mut channel, request, MAX_MESSAGE_BYTES).await
     }
 
     /// A client for the control-plane service (topics and their configs).

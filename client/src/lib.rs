@@ -21,6 +21,7 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod partitioner;
+mod produce_rpc;
 pub mod producer;
 
 pub use connection::Connection;

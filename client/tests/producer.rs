@@ -756,3 +756,140 @@ async fn without_send_when_idle_a_lone_record_waits_out_its_linger() {
     assert!(start.elapsed() >= Duration::from_millis(700));
     assert_eq!(fake.produce_requests(), 1);
 }
+
+/// `Connection::produce` frames the request itself (batches are not copied into one encoded
+/// message): it must write exactly what it was given, pass the broker's per-partition errors
+/// through, and refuse a request over the message limit before sending it.
+#[tokio::test]
+async fn the_zero_copy_produce_rpc_writes_batches_and_refuses_oversized_requests() {
+    use brook_client::connection::MAX_MESSAGE_BYTES;
+    use brook_proto::BatchBuilder;
+    use brook_proto::v1::{PartitionProduceData, ProduceRequest, TopicProduceData};
+
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    create_topic(&conn, "raw", 2).await;
+    let batch = |first: usize, count: usize| {
+        let mut builder = BatchBuilder::new();
+        for i in first..first + count {
+            let value = format!("{i:0>2000}");
+            builder.append(1, None, Some(value.as_bytes()), &[]);
+        }
+        builder.build()
+    };
+    let request = |topic: &str, partitions: Vec<PartitionProduceData>| ProduceRequest {
+        acks: brook_proto::v1::Acks::All as i32,
+        timeout_ms: 10_000,
+        topics: vec![TopicProduceData {
+            topic: topic.into(),
+            partitions,
+        }],
+    };
+    // A large batch (sent as its own chunk) on partition 0, a small one on partition 1.
+    let response = conn
+        .produce(&request(
+            "raw",
+            vec![
+                PartitionProduceData {
+                    partition: 0,
+                    records: batch(0, 3),
+                },
+                PartitionProduceData {
+                    partition: 1,
+                    records: {
+                        let mut b = BatchBuilder::new();
+                        b.append(2, Some(b"k"), Some(b"small"), &[]);
+                        b.build()
+                    },
+                },
+            ],
+        ))
+        .await
+        .unwrap();
+    let answers: Vec<(u32, i32, i64)> = response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.error_code, p.base_offset))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            (0, ErrorCode::None as i32, 0),
+            (1, ErrorCode::None as i32, 0)
+        ]
+    );
+    let stored: Vec<String> = records(&conn, "raw", 0)
+        .await
+        .into_iter()
+        .map(|(_, value, _)| value)
+        .collect();
+    assert_eq!(
+        stored,
+        (0..3).map(|i| format!("{i:0>2000}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        records(&conn, "raw", 1).await,
+        vec![(Some("k".into()), "small".into(), 0)]
+    );
+
+    // Errors inside the answer come through as they are.
+    let response = conn
+        .produce(&request(
+            "missing",
+            vec![PartitionProduceData {
+                partition: 0,
+                records: batch(3, 1),
+            }],
+        ))
+        .await
+        .unwrap();
+    let answer = &response.topics[0].partitions[0];
+    assert_eq!(answer.error_code, ErrorCode::UnknownTopicOrPartition as i32);
+    assert_eq!(answer.base_offset, -1);
+
+    // A malformed batch (large, so it travels as its own chunk) is refused in the answer.
+    let response = conn
+        .produce(&request(
+            "raw",
+            vec![PartitionProduceData {
+                partition: 0,
+                records: bytes::Bytes::from(vec![7u8; 5000]),
+            }],
+        ))
+        .await
+        .unwrap();
+    let answer = &response.topics[0].partitions[0];
+    assert_eq!(answer.error_code, ErrorCode::CorruptBatch as i32);
+    assert_eq!(answer.base_offset, -1);
+
+    // One byte over the limit is refused before anything is sent.
+    let oversized = request(
+        "raw",
+        vec![PartitionProduceData {
+            partition: 0,
+            records: bytes::Bytes::from(vec![0u8; MAX_MESSAGE_BYTES]),
+        }],
+    );
+    let status = conn.produce(&oversized).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange);
+    assert!(
+        status
+            .message()
+            .contains(&format!("the limit is: {MAX_MESSAGE_BYTES} bytes")),
+        "{}",
+        status.message()
+    );
+    // The connection still works and the partition holds only what was acknowledged.
+    let response = conn
+        .produce(&request(
+            "raw",
+            vec![PartitionProduceData {
+                partition: 0,
+                records: batch(3, 1),
+            }],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.topics[0].partitions[0].base_offset, 3);
+    assert_eq!(records(&conn, "raw", 0).await.len(), 4);
+}

@@ -40,6 +40,19 @@ struct OpenBatch<T> {
     created: Instant,
 }
 
+impl<T> OpenBatch<T> {
+    /// Why the batch must be sealed now, if it must.
+    fn full(&self, batch_records: usize, batch_bytes: usize) -> Option<SealReason> {
+        if self.payloads.len() >= batch_records {
+            Some(SealReason::Records)
+        } else if self.builder.size_in_bytes() >= batch_bytes {
+            Some(SealReason::Bytes)
+        } else {
+            None
+        }
+    }
+}
+
 /// A batch that takes no more records, ready to be numbered and sent.
 pub(crate) struct SealedBatch<T> {
     pub tp: Tp,
@@ -133,36 +146,35 @@ impl<T> Accumulator<T> {
     ) -> Vec<SealedBatch<T>> {
         let mut sealed = Vec::new();
         let encoded = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + 16;
-        if let Some(open) = self.open.get(tp)
-            && !open.payloads.is_empty()
-            && open.builder.size_in_bytes() + encoded > self.batch_bytes
-        {
+        // One lookup on the common path: the partition has an open batch the record fits.
+        if let Some(open) = self.open.get_mut(tp) {
+            if open.payloads.is_empty()
+                || open.builder.size_in_bytes() + encoded <= self.batch_bytes
+            {
+                open.builder.append(timestamp, key, value, headers);
+                open.payloads.push(payload);
+                open.memory += memory;
+                let full = open.full(self.batch_records, self.batch_bytes);
+                sealed.extend(full.and_then(|reason| self.seal(tp, reason)));
+                return sealed;
+            }
             sealed.extend(self.seal(tp, SealReason::Bytes));
         }
-        if !self.open.contains_key(tp) {
-            // Sized like the partition's last batch, so a busy partition's buffer is not
-            // copied over and over as it grows.
-            let hint = self.last_size.get(tp).map_or(0, |last| last + last / 8);
-            let capacity = hint.min(self.batch_bytes).max(encoded).max(1024);
-            self.open.insert(
-                tp.clone(),
-                OpenBatch {
-                    builder: BatchBuilder::with_capacity(capacity),
-                    payloads: Vec::new(),
-                    memory: 0,
-                    created: now,
-                },
-            );
-        }
-        let open = self.open.get_mut(tp).expect("opened above");
-        open.builder.append(timestamp, key, value, headers);
-        open.payloads.push(payload);
-        open.memory += memory;
-        if open.payloads.len() >= self.batch_records {
-            sealed.extend(self.seal(tp, SealReason::Records));
-        } else if open.builder.size_in_bytes() >= self.batch_bytes {
-            sealed.extend(self.seal(tp, SealReason::Bytes));
-        }
+        // Sized like the partition's last batch, so a busy partition's buffer is not copied
+        // over and over as it grows.
+        let hint = self.last_size.get(tp).map_or(0, |last| last + last / 8);
+        let capacity = hint.min(self.batch_bytes).max(encoded).max(1024);
+        let mut builder = BatchBuilder::with_capacity(capacity);
+        builder.append(timestamp, key, value, headers);
+        let open = OpenBatch {
+            builder,
+            payloads: vec![payload],
+            memory,
+            created: now,
+        };
+        let full = open.full(self.batch_records, self.batch_bytes);
+        self.open.insert(tp.clone(), open);
+        sealed.extend(full.and_then(|reason| self.seal(tp, reason)));
         sealed
     }
 

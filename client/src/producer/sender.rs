@@ -214,12 +214,14 @@ impl Sender {
                 Some(event) = self.responses_rx.recv() => self.on_response(event),
                 command = commands.recv(), if commands_open => match command {
                     Some(command) => {
-                        self.on_command(command).await;
+                        // One clock reading per burst: it only dates new batches for linger.
+                        let now = Instant::now();
+                        self.on_command(command, now).await;
                         // Take the rest of a burst now, so the scans below and the next
                         // dispatch run once per burst rather than once per record.
                         for _ in 0..COMMAND_BURST {
                             match commands.try_recv() {
-                                Ok(command) => self.on_command(command).await,
+                                Ok(command) => self.on_command(command, now).await,
                                 Err(mpsc::error::TryRecvError::Empty) => break,
                                 Err(mpsc::error::TryRecvError::Disconnected) => {
                                     commands_open = false;
@@ -285,7 +287,7 @@ impl Sender {
         self.enqueue_sealed(sealed);
     }
 
-    async fn on_command(&mut self, command: Command) {
+    async fn on_command(&mut self, command: Command, now: Instant) {
         match command {
             Command::Send {
                 record,
@@ -298,7 +300,7 @@ impl Sender {
                     let _ = reply.send(Err(ProducerError::Closed));
                     return;
                 }
-                self.append(record, memory, timestamp, reply).await;
+                self.append(record, memory, timestamp, reply, now).await;
             }
             Command::Flush(done) => {
                 self.flush_waiters.push(done);
@@ -318,6 +320,7 @@ impl Sender {
         memory: usize,
         timestamp: i64,
         reply: Reply,
+        now: Instant,
     ) {
         let partitions = match self.metadata.topic(&record.topic).await {
             Ok(Some(info)) => info.leaders.len() as u32,
@@ -358,7 +361,7 @@ impl Sender {
         self.outstanding += 1;
         let sealed = self.accumulator.append(
             &tp,
-            Instant::now(),
+            now,
             timestamp,
             record.key.as_deref(),
             record.value.as_deref(),
@@ -552,16 +555,14 @@ impl Sender {
         tokio::spawn(async move {
             let result = match connection {
                 Err(err) => Err(err),
-                Ok(conn) => {
-                    match tokio::time::timeout(timeout, conn.broker().produce(request)).await {
-                        Ok(Ok(response)) => Ok(response.into_inner()),
-                        Ok(Err(status)) => Err(ClientError::Rpc(status)),
-                        Err(_) => Err(ClientError::Timeout {
-                            operation: "produce request".into(),
-                            after: timeout,
-                        }),
-                    }
-                }
+                Ok(conn) => match tokio::time::timeout(timeout, conn.produce(&request)).await {
+                    Ok(Ok(response)) => Ok(response),
+                    Ok(Err(status)) => Err(ClientError::Rpc(status)),
+                    Err(_) => Err(ClientError::Timeout {
+                        operation: "produce request".into(),
+                        after: timeout,
+                    }),
+                },
             };
             let _ = responses
                 .send(ResponseEvent {
