@@ -11,6 +11,7 @@
 //! In the `[log]` section `segment_ms`, `retention_ms` and `retention_bytes` take `-1` for
 //! "unlimited" (Kafka's convention, also used by the topic configs), since TOML has no null.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::log::{ConfigError, LogConfig};
 
 /// The sections of the file, which are also the `<SECTION>` of an environment override.
-const SECTIONS: [&str; 5] = ["server", "log", "retention", "groups", "logging"];
+const SECTIONS: [&str; 6] = ["server", "log", "retention", "groups", "cluster", "logging"];
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "BROOK_";
@@ -42,6 +43,8 @@ pub struct BrokerConfig {
     pub retention: RetentionConfig,
     /// Consumer-group timeouts.
     pub groups: GroupsConfig,
+    /// Cluster membership: the controller quorum's voters and broker liveness.
+    pub cluster: ClusterConfig,
     /// The broker's own diagnostic output (tracing).
     pub logging: LoggingConfig,
 }
@@ -139,6 +142,80 @@ impl Default for GroupsConfig {
     }
 }
 
+/// Cluster membership (see docs/replication.md). With no voters the broker runs alone, as
+/// a single-node cluster without a controller quorum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The controller quorum's voters, `id@host:port` separated by commas, the address being
+    /// each voter's gRPC listener as the others reach it (default empty: no cluster). Every
+    /// voter is given the same list, and this broker's `server.node_id` must be in it; its
+    /// entry is also the address clients are told to use for it.
+    pub voters: String,
+    /// How often a broker sends the controller a heartbeat, ms (default 500; 10..=60 000).
+    pub heartbeat_interval_ms: u64,
+    /// A broker the controller has not heard from for this long is fenced: it loses its
+    /// leaderships (Kafka `broker.session.timeout.ms`; default 3 000;
+    /// 2 × heartbeat_interval_ms..=3 600 000).
+    pub session_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            voters: String::new(),
+            heartbeat_interval_ms: 500,
+            session_timeout_ms: 3_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The voters by node id; empty when no cluster is configured. Refuses an entry that is
+    /// not `id@host:port`, an id out of range, and a repeated id or address.
+    pub fn voters(&self) -> Result<BTreeMap<u64, String>, BrokerConfigError> {
+        let mut out = BTreeMap::new();
+        let bad = |entry: &str, reason: String| BrokerConfigError::Voters {
+            value: self.voters.clone(),
+            entry: entry.to_string(),
+            reason,
+        };
+        for entry in self
+            .voters
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let Some((id, address)) = entry.split_once('@') else {
+                return Err(bad(entry, "expected id@host:port".into()));
+            };
+            let id: u64 = match id.trim().parse() {
+                Ok(id) if id <= i32::MAX as u64 => id,
+                _ => {
+                    return Err(bad(
+                        entry,
+                        format!("node id {id:?} is out of range: must be 0 to {}", i32::MAX),
+                    ));
+                }
+            };
+            let address = address.trim();
+            match address.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                _ => {
+                    return Err(bad(entry, format!("address {address:?} is not host:port")));
+                }
+            }
+            if out.values().any(|a: &String| a == address) {
+                return Err(bad(entry, format!("address {address} is given twice")));
+            }
+            if out.insert(id, address.to_string()).is_some() {
+                return Err(bad(entry, format!("node id {id} is given twice")));
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
@@ -225,6 +302,26 @@ pub enum BrokerConfigError {
         /// The deserialization error (boxed: it is large).
         #[source]
         source: Box<toml::de::Error>,
+    },
+    /// `cluster.voters` does not parse.
+    #[error("cluster.voters = {value:?} is invalid: entry {entry:?}: {reason}")]
+    Voters {
+        /// The whole setting.
+        value: String,
+        /// The entry at fault.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// This broker is not among the voters.
+    #[error(
+        "server.node_id = {node_id} is not among cluster.voters ({voters}): every broker of a cluster is a voter"
+    )]
+    NotAVoter {
+        /// This broker's id.
+        node_id: i32,
+        /// The voters setting.
+        voters: String,
     },
     /// A numeric setting outside `[min, max]`.
     #[error("{name} = {value} is out of range: must be between {min} and {max}")]
@@ -364,7 +461,8 @@ impl BrokerConfig {
         let retention = self.retention.check_interval_ms.into();
         #[rustfmt::skip]
         let g = &self.groups;
-        let ranges: [(&'static str, i128, i128, i128); 14] = [
+        let c = &self.cluster;
+        let ranges: [(&'static str, i128, i128, i128); 16] = [
             ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
             (
                 "server.max_request_bytes",
@@ -439,6 +537,18 @@ impl BrokerConfig {
                 10,
                 g.session_timeout_ms.into(),
             ),
+            (
+                "cluster.heartbeat_interval_ms",
+                c.heartbeat_interval_ms.into(),
+                10,
+                60_000,
+            ),
+            (
+                "cluster.session_timeout_ms",
+                c.session_timeout_ms.into(),
+                2 * i128::from(c.heartbeat_interval_ms),
+                hour,
+            ),
         ];
         for (name, value, min, max) in ranges {
             check(name, value, min, max)?;
@@ -447,6 +557,13 @@ impl BrokerConfig {
             .validate()
             .map_err(|source| BrokerConfigError::Log { source })?;
 
+        let voters = c.voters()?;
+        if !voters.is_empty() && !voters.contains_key(&(s.node_id as u64)) {
+            return Err(BrokerConfigError::NotAVoter {
+                node_id: s.node_id,
+                voters: c.voters.clone(),
+            });
+        }
         if listeners_conflict(s.listen, s.http_listen) {
             return Err(BrokerConfigError::ListenConflict {
                 listen: s.listen,
@@ -614,6 +731,24 @@ mod tests {
     }
 
     #[test]
+    fn voters_parse_into_ids_and_addresses() {
+        let mut c = BrokerConfig::default();
+        c.cluster.voters = " 1@127.0.0.1:7400, 2@broker-2:7400 ,3@[::1]:7402,".into();
+        let voters = c.cluster.voters().unwrap();
+        assert_eq!(
+            voters.into_iter().collect::<Vec<_>>(),
+            vec![
+                (1, "127.0.0.1:7400".to_string()),
+                (2, "broker-2:7400".to_string()),
+                (3, "[::1]:7402".to_string()),
+            ]
+        );
+        c.validate().unwrap();
+        c.cluster.voters = String::new();
+        assert!(c.cluster.voters().unwrap().is_empty());
+    }
+
+    #[test]
     fn example_file_equals_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("brook-broker.example.toml");
         let config = BrokerConfig::load(Some(&path), no_env()).unwrap();
@@ -665,6 +800,11 @@ session_timeout_ms = 10000
 rebalance_timeout_ms = 20000
 heartbeat_interval_ms = 1000
 
+[cluster]
+voters = "7@10.0.0.7:9400,8@10.0.0.8:9400"
+heartbeat_interval_ms = 250
+session_timeout_ms = 5000
+
 [logging]
 format = "json"
 level = "warn,brook_broker=debug"
@@ -704,6 +844,11 @@ level = "warn,brook_broker=debug"
                 session_timeout_ms: 10_000,
                 rebalance_timeout_ms: 20_000,
                 heartbeat_interval_ms: 1_000,
+            },
+            cluster: ClusterConfig {
+                voters: "7@10.0.0.7:9400,8@10.0.0.8:9400".into(),
+                heartbeat_interval_ms: 250,
+                session_timeout_ms: 5000,
             },
             logging: LoggingConfig {
                 format: LogFormat::Json,
@@ -838,7 +983,7 @@ level = "warn,brook_broker=debug"
         assert_eq!(line_of(source, text), 1);
         assert_eq!(
             toml_message(source),
-            "unknown field `servre`, expected one of `server`, `log`, `retention`, `groups`, `logging`"
+            "unknown field `servre`, expected one of `server`, `log`, `retention`, `groups`, `cluster`, `logging`"
         );
     }
 
@@ -877,6 +1022,42 @@ level = "warn,brook_broker=debug"
     fn every_range_is_checked() {
         type Mutation = fn(&mut BrokerConfig);
         let cases: Vec<(Mutation, &str)> = vec![
+            (
+                |c| c.cluster.voters = "1@127.0.0.1:7400,garbage".into(),
+                "cluster.voters = \"1@127.0.0.1:7400,garbage\" is invalid: entry \"garbage\": expected id@host:port",
+            ),
+            (
+                |c| c.cluster.voters = "x@127.0.0.1:7400".into(),
+                "cluster.voters = \"x@127.0.0.1:7400\" is invalid: entry \"x@127.0.0.1:7400\": node id \"x\" is out of range: must be 0 to 2147483647",
+            ),
+            (
+                |c| c.cluster.voters = "2147483648@127.0.0.1:7400".into(),
+                "cluster.voters = \"2147483648@127.0.0.1:7400\" is invalid: entry \"2147483648@127.0.0.1:7400\": node id \"2147483648\" is out of range: must be 0 to 2147483647",
+            ),
+            (
+                |c| c.cluster.voters = "1@127.0.0.1:99999".into(),
+                "cluster.voters = \"1@127.0.0.1:99999\" is invalid: entry \"1@127.0.0.1:99999\": address \"127.0.0.1:99999\" is not host:port",
+            ),
+            (
+                |c| c.cluster.voters = "1@a:1,1@b:2".into(),
+                "cluster.voters = \"1@a:1,1@b:2\" is invalid: entry \"1@b:2\": node id 1 is given twice",
+            ),
+            (
+                |c| c.cluster.voters = "1@a:1,2@a:1".into(),
+                "cluster.voters = \"1@a:1,2@a:1\" is invalid: entry \"2@a:1\": address a:1 is given twice",
+            ),
+            (
+                |c| c.cluster.voters = "2@a:1,3@b:1".into(),
+                "server.node_id = 1 is not among cluster.voters (2@a:1,3@b:1): every broker of a cluster is a voter",
+            ),
+            (
+                |c| c.cluster.heartbeat_interval_ms = 9,
+                "cluster.heartbeat_interval_ms = 9 is out of range: must be between 10 and 60000",
+            ),
+            (
+                |c| c.cluster.session_timeout_ms = 999,
+                "cluster.session_timeout_ms = 999 is out of range: must be between 1000 and 3600000",
+            ),
             (
                 |c| c.server.max_connections = 0,
                 "server.max_connections = 0 is out of range: must be between 1 and 100000",

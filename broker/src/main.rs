@@ -65,6 +65,10 @@ struct Args {
     /// This broker's id (server.node_id).
     #[arg(long, value_name = "ID")]
     node_id: Option<i32>,
+    /// The cluster's controller voters, `id@host:port,...` (cluster.voters); this broker's
+    /// --node-id must be among them.
+    #[arg(long, value_name = "VOTERS")]
+    seeds: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +92,9 @@ fn main() -> ExitCode {
     }
     if let Some(n) = args.node_id {
         config.server.node_id = n;
+    }
+    if let Some(seeds) = args.seeds {
+        config.cluster.voters = seeds;
     }
     if let Err(e) = config.validate() {
         eprintln!("error: {e}");

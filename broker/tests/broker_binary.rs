@@ -200,6 +200,58 @@ fn invalid_configuration_exits_2_with_a_message() {
     assert!(err.contains("sometimes"), "{err}");
     let (code, _) = run(&[], &["--listen", "not-an-address"]);
     assert_eq!(code, Some(2));
+    // Cluster seeds: malformed, repeated, or without this broker.
+    let (code, err) = run(&[], &["--seeds", "1@127.0.0.1"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("entry \"1@127.0.0.1\": address \"127.0.0.1\" is not host:port"),
+        "{err}"
+    );
+    let (code, err) = run(&[], &["--seeds", "1@127.0.0.1:1,1@127.0.0.1:2"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("node id 1 is given twice"), "{err}");
+    let (code, err) = run(&[], &["--node-id", "4", "--seeds", "1@127.0.0.1:1"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("server.node_id = 4 is not among cluster.voters (1@127.0.0.1:1)"),
+        "{err}"
+    );
+}
+
+/// A broker holding topics it made alone refuses to join a cluster rather than hide or
+/// delete them, and starts again alone with its data intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_with_standalone_topics_cannot_join_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = spawn(dir.path(), &[], &[]);
+    let mut c = connect(&b).await;
+    create_topic(&mut c, "mine", 1, &[]).await;
+    signal(&b.child, "-TERM");
+    assert_eq!(b.child.wait().unwrap().code(), Some(0));
+    let out = Command::new(env!("CARGO_BIN_EXE_brook-broker"))
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--seeds", "1@127.0.0.1:1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the data directory holds topics created outside a cluster (mine)"),
+        "{err}"
+    );
+    let mut b = spawn(dir.path(), &[], &[]);
+    let mut c = connect(&b).await;
+    let md = c
+        .broker
+        .metadata(brook_proto::v1::MetadataRequest { topics: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(md.topics.len(), 1);
+    assert_eq!(md.topics[0].name, "mine");
+    signal(&b.child, "-TERM");
+    assert_eq!(b.child.wait().unwrap().code(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

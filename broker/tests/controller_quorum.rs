@@ -160,6 +160,7 @@ async fn three_voters_agree_fail_over_and_a_restarted_voter_catches_up() {
         name: "orders".into(),
         replicas: vec![vec![1, 2, 3], vec![2, 3, 1]],
         unclean_leader_election: false,
+        configs: Default::default(),
     };
     let changes = submit(&voters, create).await.unwrap();
     let leaders: Vec<Option<i32>> = changes.iter().map(|c| c.leader).collect();
@@ -279,6 +280,153 @@ async fn a_single_voter_leads_alone_and_refuses_messages_that_do_not_decode() {
     );
     // The voter goes on.
     submit(&voters, register(8)).await.unwrap();
+    for (_, v) in voters {
+        v.stop().await;
+    }
+}
+
+/// Heartbeats register and unfence a broker, a silent broker is fenced after its session, a
+/// stopping broker at once; Submit commits a command or names the rule that refused it; bad
+/// heartbeats and undecodable commands are refused naming the value.
+#[tokio::test]
+async fn heartbeats_keep_brokers_live_and_bad_heartbeats_or_commands_are_refused() {
+    use brook_proto::v1::controller_quorum_client::ControllerQuorumClient;
+    use brook_proto::v1::{BrokerHeartbeatRequest, RaftMessage};
+
+    let data = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let addrs = BTreeMap::from([(1, addr.clone())]);
+    let voter = Voter::start(1, &addrs, data.path(), listener).await;
+    let voters = BTreeMap::from([(1, voter)]);
+    assert_eq!(agreed_leader(&voters).await, 1);
+    let controller = &voters[&1].controller;
+    let mut client = ControllerQuorumClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let beat = |node: i32, address: &str, shutting_down: bool| BrokerHeartbeatRequest {
+        node_id: node,
+        address: address.into(),
+        shutting_down,
+    };
+
+    // First heartbeats: registered and unfenced.
+    for node in [1, 2] {
+        let answer = client
+            .broker_heartbeat(beat(node, &format!("10.0.0.{node}:7400"), false))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!answer.fenced);
+    }
+    let md = controller.metadata();
+    assert_eq!(md.live_brokers(), vec![1, 2]);
+    assert_eq!(md.brokers[&2].address, "10.0.0.2:7400");
+    // A new address re-registers the broker.
+    client
+        .broker_heartbeat(beat(2, "10.0.0.22:7400", false))
+        .await
+        .unwrap();
+    assert_eq!(controller.metadata().brokers[&2].address, "10.0.0.22:7400");
+
+    // Silent for the session timeout (3 s by default): fenced by fence_silent, only then.
+    assert!(controller.fence_silent().await.unwrap().is_empty());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        client
+            .broker_heartbeat(beat(1, "10.0.0.1:7400", false))
+            .await
+            .unwrap();
+        let fenced = controller.fence_silent().await.unwrap();
+        if !fenced.is_empty() {
+            assert_eq!(fenced, vec![2]);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "broker 2 never fenced"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(controller.metadata().live_brokers(), vec![1]);
+    // Back with a heartbeat; fenced at once when it says it is stopping.
+    client
+        .broker_heartbeat(beat(2, "10.0.0.22:7400", false))
+        .await
+        .unwrap();
+    assert_eq!(controller.metadata().live_brokers(), vec![1, 2]);
+    let answer = client
+        .broker_heartbeat(beat(2, "10.0.0.22:7400", true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.fenced);
+    assert_eq!(controller.metadata().live_brokers(), vec![1]);
+
+    // Out-of-range heartbeats.
+    let status = client
+        .broker_heartbeat(beat(-1, "a:1", false))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "BrokerHeartbeat: node id -1 is out of range: must be 0 or more"
+    );
+    for address in [String::new(), "a".repeat(257)] {
+        let status = client
+            .broker_heartbeat(beat(3, &address, false))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            format!(
+                "BrokerHeartbeat: address of {} bytes is out of range: must be 1 to 256",
+                address.len()
+            )
+        );
+    }
+
+    // Submit: a command commits; a refused one names the rule; garbage does not decode.
+    let json = |c: &Command| RaftMessage {
+        json: serde_json::to_vec(c).unwrap().into(),
+    };
+    let delete = Command::DeleteTopic {
+        name: "nope".into(),
+    };
+    let answer = client.submit(json(&delete)).await.unwrap().into_inner();
+    assert_eq!(
+        String::from_utf8(answer.json.to_vec()).unwrap(),
+        r#"{"Err":{"UnknownTopic":"nope"}}"#
+    );
+    let create = Command::CreateTopic {
+        name: "t".into(),
+        replicas: vec![vec![1]],
+        unclean_leader_election: false,
+        configs: Default::default(),
+    };
+    let answer = client.submit(json(&create)).await.unwrap().into_inner();
+    assert!(
+        String::from_utf8(answer.json.to_vec())
+            .unwrap()
+            .starts_with(r#"{"Ok":[{"topic":"t","partition":0,"leader":1"#)
+    );
+    let status = client
+        .submit(RaftMessage {
+            json: bytes::Bytes::from_static(b"[1, 2"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with("Submit: the message does not decode: "),
+        "{}",
+        status.message()
+    );
+    assert!(controller.metadata().topics.contains_key("t"));
     for (_, v) in voters {
         v.stop().await;
     }

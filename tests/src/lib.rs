@@ -7,8 +7,10 @@
 //!   `scripts/kafka.sh`, for the Kafka interop tests and side-by-side benchmarks
 //!   (tests/kafka_harness.rs).
 //!
-//! The cluster harness and fault injection join with the replication issue.
+//! - [`cluster`]: real `brook-broker` processes forming a cluster on loopback ports, to start,
+//!   SIGKILL, stop and restart (tests/cluster.rs).
 
+pub mod cluster;
 pub mod kafka;
 
 /// The line `log-appender` prints for each acknowledged batch:

@@ -57,6 +57,9 @@ pub struct TopicState {
     pub partitions: Vec<PartitionState>,
     /// Whether a replica outside the ISR may lead when no ISR member is alive (loses data).
     pub unclean_leader_election: bool,
+    /// Configs set on the topic (Kafka names); every replica applies them over its defaults.
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
 }
 
 /// Everything the controller quorum agrees on.
@@ -99,6 +102,9 @@ pub enum Command {
         replicas: Vec<Vec<NodeId>>,
         /// See [`TopicState::unclean_leader_election`].
         unclean_leader_election: bool,
+        /// See [`TopicState::configs`].
+        #[serde(default)]
+        configs: BTreeMap<String, String>,
     },
     /// Deletes a topic.
     DeleteTopic {
@@ -240,7 +246,8 @@ impl ClusterMetadata {
                 name,
                 replicas,
                 unclean_leader_election,
-            } => self.create_topic(name, replicas, *unclean_leader_election),
+                configs,
+            } => self.create_topic(name, replicas, *unclean_leader_election, configs),
             Command::DeleteTopic { name } => {
                 self.topics
                     .remove(name)
@@ -357,6 +364,7 @@ impl ClusterMetadata {
         name: &str,
         replicas: &[Vec<NodeId>],
         unclean_leader_election: bool,
+        configs: &BTreeMap<String, String>,
     ) -> Result<Vec<LeaderChange>, Refused> {
         if self.topics.contains_key(name) {
             return Err(Refused::TopicExists(name.into()));
@@ -400,6 +408,7 @@ impl ClusterMetadata {
             TopicState {
                 partitions,
                 unclean_leader_election,
+                configs: configs.clone(),
             },
         );
         Ok(changes)
@@ -562,6 +571,7 @@ mod tests {
                 name: "t".into(),
                 replicas: vec![vec![1, 2, 3]],
                 unclean_leader_election: unclean,
+                configs: BTreeMap::new(),
             })
             .unwrap();
         assert_eq!(
@@ -749,6 +759,7 @@ mod tests {
             name: name.into(),
             replicas,
             unclean_leader_election: false,
+            configs: BTreeMap::new(),
         };
         let cases = [
             (create("t", vec![vec![1]]), "topic \"t\" already exists"),

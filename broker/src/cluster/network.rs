@@ -9,9 +9,9 @@
 use std::error::Error;
 use std::time::Duration;
 
-use brook_proto::v1::RaftMessage;
 use brook_proto::v1::controller_quorum_client::ControllerQuorumClient;
 use brook_proto::v1::controller_quorum_server::{ControllerQuorum, ControllerQuorumServer};
+use brook_proto::v1::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, RaftMessage};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -26,6 +26,8 @@ use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use super::controller::{Controller, ControllerError};
+use super::metadata::{Command, LeaderChange, Refused};
 use super::raft_store::TypeConfig;
 
 /// How long a peer connection may take to open.
@@ -159,16 +161,21 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
-/// The `ControllerQuorum` service: hands each message to the local Raft node.
+/// The `ControllerQuorum` service: hands Raft messages to the local Raft node, and broker
+/// heartbeats and commands to the local voter when it is the controller.
 #[derive(Clone)]
 pub struct QuorumService {
-    raft: Raft<TypeConfig>,
+    controller: Controller,
 }
 
 impl QuorumService {
-    /// Serves `raft`.
-    pub fn new(raft: Raft<TypeConfig>) -> QuorumService {
-        QuorumService { raft }
+    /// Serves `controller`.
+    pub fn new(controller: Controller) -> QuorumService {
+        QuorumService { controller }
+    }
+
+    fn raft(&self) -> &Raft<TypeConfig> {
+        self.controller.raft()
     }
 
     /// The gRPC server for this service, with the quorum's message size limits.
@@ -197,12 +204,12 @@ impl ControllerQuorum for QuorumService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode("AppendEntries", request)?;
-        encode(&self.raft.append_entries(rpc).await)
+        encode(&self.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<u64> = decode("Vote", request)?;
-        encode(&self.raft.vote(rpc).await)
+        encode(&self.raft().vote(rpc).await)
     }
 
     async fn install_snapshot(
@@ -210,6 +217,56 @@ impl ControllerQuorum for QuorumService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode("InstallSnapshot", request)?;
-        encode(&self.raft.install_snapshot(rpc).await)
+        encode(&self.raft().install_snapshot(rpc).await)
+    }
+
+    async fn broker_heartbeat(
+        &self,
+        request: Request<BrokerHeartbeatRequest>,
+    ) -> Result<Response<BrokerHeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        if req.node_id < 0 {
+            return Err(Status::invalid_argument(format!(
+                "BrokerHeartbeat: node id {} is out of range: must be 0 or more",
+                req.node_id
+            )));
+        }
+        if req.address.is_empty() || req.address.len() > MAX_ADDRESS_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "BrokerHeartbeat: address of {} bytes is out of range: must be 1 to {MAX_ADDRESS_BYTES}",
+                req.address.len()
+            )));
+        }
+        match (self.controller)
+            .heartbeat(req.node_id, &req.address, req.shutting_down)
+            .await
+        {
+            Ok(fenced) => Ok(Response::new(BrokerHeartbeatResponse { fenced })),
+            Err(e) => Err(controller_status(e)),
+        }
+    }
+
+    async fn submit(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let command: Command = decode("Submit", request)?;
+        if !self.controller.is_controller() {
+            return Err(controller_status(ControllerError::NotController {
+                leader: self.controller.controller(),
+            }));
+        }
+        match self.controller.submit(command).await {
+            Ok(changes) => encode(&Ok::<_, Refused>(changes)),
+            Err(ControllerError::Refused(refused)) => encode(&Err::<Vec<LeaderChange>, _>(refused)),
+            Err(e) => Err(controller_status(e)),
+        }
+    }
+}
+
+/// Longest broker address a heartbeat may carry.
+const MAX_ADDRESS_BYTES: usize = 256;
+
+fn controller_status(error: ControllerError) -> Status {
+    match error {
+        ControllerError::NotController { .. } => Status::failed_precondition(error.to_string()),
+        other => Status::unavailable(other.to_string()),
     }
 }

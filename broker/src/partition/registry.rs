@@ -36,6 +36,10 @@ pub struct TopicMeta {
     pub replication_factor: u32,
     /// Configs set on the topic (Kafka names); the rest take the broker defaults.
     pub configs: BTreeMap<String, String>,
+    /// Created from the cluster metadata (the controller owns it: it is deleted here when the
+    /// cluster deletes it), not by this broker alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,12 +96,32 @@ pub enum AdminError {
         /// Brokers available.
         available: u32,
     },
+    /// More than one replica, before partition replication exists.
+    #[error(
+        "replication factor {requested} is not available yet: partition replication is not built, so every partition has one replica; use 1"
+    )]
+    ReplicationUnavailable {
+        /// Requested.
+        requested: u32,
+    },
     /// A config key or value was refused.
     #[error(transparent)]
     InvalidConfig(#[from] TopicConfigError),
     /// The disk failed.
     #[error(transparent)]
     Storage(#[from] LogError),
+    /// The cluster's controller did not take or spread the change in time.
+    #[error("cluster: {reason}")]
+    Cluster {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The operation is not available on a broker of a cluster yet.
+    #[error("{operation} is not available in a cluster yet (single brokers only)")]
+    NotInCluster {
+        /// The operation refused.
+        operation: &'static str,
+    },
 }
 
 /// Why the registry could not open.
@@ -381,6 +405,25 @@ impl Registry {
         self.create(name, partitions, 1, configs, false).await
     }
 
+    /// Opens this broker's copy of a topic the cluster metadata holds, unless it is open.
+    pub async fn ensure_cluster_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        if self.topic(name).is_some() {
+            return Ok(());
+        }
+        match self
+            .create_as(name, partitions, 1, configs, false, true)
+            .await
+        {
+            Err(AdminError::TopicExists { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
     async fn create(
         &self,
         name: &str,
@@ -388,6 +431,26 @@ impl Registry {
         replication_factor: u32,
         configs: BTreeMap<String, String>,
         validate_only: bool,
+    ) -> Result<(), AdminError> {
+        self.create_as(
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            validate_only,
+            false,
+        )
+        .await
+    }
+
+    async fn create_as(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        cluster: bool,
     ) -> Result<(), AdminError> {
         validate_topic_name(name)?;
         self.check_partitions(name, partitions)?;
@@ -413,6 +476,7 @@ impl Registry {
             partitions,
             replication_factor,
             configs,
+            cluster,
         };
         let topic = Arc::new(Topic {
             name: name.to_string(),

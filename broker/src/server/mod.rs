@@ -12,6 +12,7 @@
 //! [`start`] takes its shutdown signal as an argument, so tests run brokers in-process on
 //! port 0 and stop them at will; the binary wires it to SIGINT and SIGTERM.
 
+pub mod cluster;
 pub mod grpc;
 mod http;
 mod incoming;
@@ -29,11 +30,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::controller::ControllerError;
 use crate::config::{BrokerConfig, BrokerConfigError};
 use crate::group::{Coordinator, GroupConfig, OffsetStoreError};
 use crate::log::LogError;
 use crate::partition::{ProducerIds, Registry, RegistryError};
 use brook_proto::v1::groups_server::GroupsServer;
+use cluster::ClusterRole;
 use grpc::{AdminService, BrokerService, GroupsService};
 
 /// HTTP/2 flow-control window per stream (bytes).
@@ -62,6 +65,8 @@ pub struct BrokerContext {
     pub ready: AtomicBool,
     /// Prometheus rendering.
     pub metrics: PrometheusHandle,
+    /// This broker's part in a cluster; `None` for a single broker.
+    pub cluster: Option<Arc<ClusterRole>>,
 }
 
 /// Why the broker could not start or stopped with an error.
@@ -93,6 +98,18 @@ pub enum ServerError {
     /// The group coordinator could not load committed offsets.
     #[error(transparent)]
     Offsets(#[from] OffsetStoreError),
+    /// The controller quorum could not start.
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    /// The data directory holds topics made by this broker alone, and it is joining a cluster.
+    #[error(
+        "the data directory holds topics created outside a cluster ({}): a broker joins a cluster with a data directory of its own, or without such topics",
+        topics.join(", ")
+    )]
+    StandaloneTopics {
+        /// The topics.
+        topics: Vec<String>,
+    },
     /// Closing the logs failed (the next start recovers them).
     #[error("closing logs: {0}")]
     Close(#[from] LogError),
@@ -149,6 +166,17 @@ pub async fn start(
         ..GroupConfig::default()
     };
     let coordinator = Coordinator::open(&registry, group_config).await?;
+    let cluster = match ClusterRole::start(&config).await? {
+        Some(role) => {
+            let topics = cluster::standalone_topics(&registry);
+            if !topics.is_empty() {
+                role.stop().await;
+                return Err(ServerError::StandaloneTopics { topics });
+            }
+            Some(Arc::new(role))
+        }
+        None => None,
+    };
     let grpc_listener = bind("gRPC", config.server.listen).await?;
     let http_listener = bind("HTTP", config.server.http_listen).await?;
     let grpc_addr = grpc_listener
@@ -174,6 +202,7 @@ pub async fn start(
         shutdown: shutdown.clone(),
         ready: AtomicBool::new(false),
         metrics: metrics::prometheus(),
+        cluster,
     });
     let task = tokio::spawn(serve(ctx.clone(), grpc_listener, http_listener));
     tracing::info!(grpc = %grpc_addr, http = %http_addr, cluster_id = ctx.registry.cluster_id(), "broker started");
@@ -213,6 +242,9 @@ async fn serve(
         .add_service(broker)
         .add_service(admin)
         .add_service(groups)
+        .add_optional_service(
+            (ctx.cluster.as_ref()).map(|c| c.controller().service().into_server()),
+        )
         .serve_with_incoming_shutdown(
             incoming::limited(grpc_listener, server.max_connections),
             shutdown.clone().cancelled_owned(),
@@ -222,6 +254,14 @@ async fn serve(
         .into_future();
     let retention = tokio::spawn(retention_loop(ctx.clone()));
     let expiry = tokio::spawn(group_expiry_loop(ctx.clone()));
+    let cluster_tasks = (ctx.cluster.as_ref()).map_or_else(Vec::new, |c| c.spawn(ctx.clone()));
+    // A clean stop first asks the controller to move this broker's leaderships away.
+    let leaving = async {
+        shutdown.cancelled().await;
+        if let Some(cluster) = &ctx.cluster {
+            cluster.leave().await;
+        }
+    };
     ctx.ready.store(true, Ordering::Release);
 
     // In-flight requests get shutdown_timeout_ms to finish once shutdown begins.
@@ -231,7 +271,7 @@ async fn serve(
         tokio::time::sleep(grace).await;
     };
     let served = tokio::select! {
-        r = async { tokio::join!(grpc, http) } => Some(r),
+        r = async { tokio::join!(grpc, http, leaving) } => Some((r.0, r.1)),
         _ = deadline => None,
     };
     health
@@ -239,6 +279,12 @@ async fn serve(
         .await;
     retention.abort();
     expiry.abort();
+    for task in cluster_tasks {
+        task.abort();
+    }
+    if let Some(cluster) = &ctx.cluster {
+        cluster.stop().await;
+    }
     let closed = ctx.registry.close().await;
     tracing::info!("broker stopped");
     match served {

@@ -52,17 +52,32 @@ impl Admin for AdminService {
         let mut results = Vec::with_capacity(req.topics.len());
         for t in req.topics {
             let configs: BTreeMap<String, String> = t.configs.into_iter().collect();
-            let outcome = self
-                .ctx
-                .registry
-                .create_topic(
-                    &t.name,
-                    t.partitions,
-                    t.replication_factor,
-                    configs,
-                    req.validate_only,
-                )
-                .await;
+            let registry = &self.ctx.registry;
+            let outcome = match &self.ctx.cluster {
+                Some(cluster) => {
+                    cluster
+                        .create_topic(
+                            registry,
+                            &t.name,
+                            t.partitions,
+                            t.replication_factor,
+                            configs,
+                            req.validate_only,
+                        )
+                        .await
+                }
+                None => {
+                    registry
+                        .create_topic(
+                            &t.name,
+                            t.partitions,
+                            t.replication_factor,
+                            configs,
+                            req.validate_only,
+                        )
+                        .await
+                }
+            };
             results.push(result(t.name, outcome));
         }
         Ok(Response::new(CreateTopicsResponse { results }))
@@ -74,7 +89,10 @@ impl Admin for AdminService {
     ) -> Result<Response<DeleteTopicsResponse>, Status> {
         let mut results = Vec::new();
         for name in request.into_inner().names {
-            let outcome = self.ctx.registry.delete_topic(&name).await;
+            let outcome = match &self.ctx.cluster {
+                Some(cluster) => cluster.delete_topic(&self.ctx.registry, &name).await,
+                None => self.ctx.registry.delete_topic(&name).await,
+            };
             results.push(result(name, outcome));
         }
         Ok(Response::new(DeleteTopicsResponse { results }))
@@ -150,7 +168,12 @@ impl Admin for AdminService {
     ) -> Result<Response<CreatePartitionsResponse>, Status> {
         let mut results = Vec::new();
         for t in request.into_inner().topics {
-            let outcome = self.ctx.registry.add_partitions(&t.name, t.total).await;
+            let outcome = match &self.ctx.cluster {
+                Some(_) => Err(AdminError::NotInCluster {
+                    operation: "adding partitions",
+                }),
+                None => self.ctx.registry.add_partitions(&t.name, t.total).await,
+            };
             results.push(result(t.name, outcome));
         }
         Ok(Response::new(CreatePartitionsResponse { results }))
@@ -163,11 +186,16 @@ impl Admin for AdminService {
         let mut results = Vec::new();
         for t in request.into_inner().topics {
             let set: BTreeMap<String, String> = t.set.into_iter().collect();
-            let outcome = self
-                .ctx
-                .registry
-                .alter_configs(&t.name, set, &t.delete)
-                .await;
+            let outcome = match &self.ctx.cluster {
+                Some(_) => Err(AdminError::NotInCluster {
+                    operation: "altering topic configs",
+                }),
+                None => {
+                    (self.ctx.registry)
+                        .alter_configs(&t.name, set, &t.delete)
+                        .await
+                }
+            };
             results.push(result(t.name, outcome));
         }
         Ok(Response::new(AlterConfigsResponse { results }))

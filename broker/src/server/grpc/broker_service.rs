@@ -15,6 +15,7 @@ use super::error_code::log_error_code;
 use crate::log::{Log, LogError};
 use crate::partition::{Partition, ProducerIdError, Registry, is_internal};
 use crate::server::BrokerContext;
+use crate::server::cluster::ClusterRole;
 
 /// Implements `brook.v1.Broker`.
 #[derive(Debug, Clone)]
@@ -29,6 +30,17 @@ impl BrokerService {
 
     fn registry(&self) -> &Registry {
         &self.ctx.registry
+    }
+
+    /// The partition to read or write, if this broker serves it: it exists here and, in a
+    /// cluster, this broker leads it. Otherwise the error to answer with.
+    fn serving(&self, topic: &str, partition: u32) -> Result<Arc<Partition>, (ErrorCode, String)> {
+        if let Some(cluster) = &self.ctx.cluster
+            && !is_internal(topic)
+        {
+            cluster.check_leader(topic, partition)?;
+        }
+        (self.registry().partition(topic, partition)).ok_or_else(|| unknown(topic, partition))
     }
 }
 
@@ -163,19 +175,16 @@ impl Broker for BrokerService {
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in req.topics {
             let jobs = t.partitions.into_iter().map(|p| {
-                let partition = self.registry().partition(&t.topic, p.partition);
+                let partition = self.serving(&t.topic, p.partition);
                 let topic = t.topic.clone();
                 async move {
                     let outcome = match partition {
-                        None => {
-                            let (code, msg) = unknown(&topic, p.partition);
-                            PartitionOutcome {
-                                error: Some((code, msg)),
-                                base_offset: -1,
-                                append_time: -1,
-                            }
-                        }
-                        Some(partition) => {
+                        Err(error) => PartitionOutcome {
+                            error: Some(error),
+                            base_offset: -1,
+                            append_time: -1,
+                        },
+                        Ok(partition) => {
                             match tokio::time::timeout(
                                 Duration::from_millis(timeout),
                                 produce_partition(partition, p.records, wait),
@@ -236,7 +245,7 @@ impl Broker for BrokerService {
         let mut wanted = Vec::new();
         for t in &req.topics {
             for p in &t.partitions {
-                let partition = self.registry().partition(&t.topic, p.partition);
+                let partition = self.serving(&t.topic, p.partition);
                 let limit = match p.partition_max_bytes {
                     0 => server.fetch_partition_max_bytes,
                     n => n as usize,
@@ -252,7 +261,7 @@ impl Broker for BrokerService {
         }
         let mut watches: Vec<_> = wanted
             .iter()
-            .filter_map(|w| w.4.as_ref().map(|p| p.log().subscribe_end()))
+            .filter_map(|w| w.4.as_ref().ok().map(|p| p.log().subscribe_end()))
             .collect();
         loop {
             for w in &mut watches {
@@ -310,13 +319,12 @@ impl Broker for BrokerService {
                     offset: -1,
                     timestamp: -1,
                 };
-                match self.registry().partition(&t.topic, p.partition) {
-                    None => {
-                        let (code, msg) = unknown(&t.topic, p.partition);
+                match self.serving(&t.topic, p.partition) {
+                    Err((code, msg)) => {
                         out.error_code = code as i32;
                         out.error_message = msg;
                     }
-                    Some(partition) => match p.spec() {
+                    Ok(partition) => match p.spec() {
                         OffsetSpec::Earliest => out.offset = partition.log().start_offset().0,
                         OffsetSpec::Latest => out.offset = partition.high_watermark().0,
                         OffsetSpec::Timestamp => {
@@ -363,6 +371,9 @@ impl Broker for BrokerService {
         request: Request<MetadataRequest>,
     ) -> Result<Response<MetadataResponse>, Status> {
         let req = request.into_inner();
+        if let Some(cluster) = &self.ctx.cluster {
+            return Ok(Response::new(cluster_metadata(cluster, req.topics)));
+        }
         let node = self.ctx.config.server.node_id;
         let all = self.registry().topics();
         let names: Vec<String> = if req.topics.is_empty() {
@@ -389,12 +400,7 @@ impl Broker for BrokerService {
                         })
                         .collect(),
                 },
-                None => TopicMetadata {
-                    error_code: ErrorCode::UnknownTopicOrPartition as i32,
-                    error_message: format!("topic {name:?} does not exist"),
-                    name,
-                    partitions: Vec::new(),
-                },
+                None => unknown_topic(name),
             })
             .collect();
         Ok(Response::new(MetadataResponse {
@@ -406,6 +412,59 @@ impl Broker for BrokerService {
             }],
             topics,
         }))
+    }
+}
+
+/// A Metadata entry for a topic that does not exist.
+fn unknown_topic(name: String) -> TopicMetadata {
+    TopicMetadata {
+        error_code: ErrorCode::UnknownTopicOrPartition as i32,
+        error_message: format!("topic {name:?} does not exist"),
+        name,
+        partitions: Vec::new(),
+    }
+}
+
+/// The Metadata answer of a broker in a cluster: live brokers, the controller, and each
+/// topic's replicas, leader (-1 while offline), leader epoch and ISR, as applied here.
+fn cluster_metadata(cluster: &ClusterRole, wanted: Vec<String>) -> MetadataResponse {
+    let metadata = cluster.metadata();
+    let names: Vec<String> = if wanted.is_empty() {
+        metadata.topics.keys().cloned().collect()
+    } else {
+        wanted
+    };
+    let topics = names
+        .into_iter()
+        .map(|name| match metadata.topics.get(&name) {
+            Some(topic) => TopicMetadata {
+                name,
+                error_code: ErrorCode::None as i32,
+                error_message: String::new(),
+                partitions: (topic.partitions.iter().enumerate())
+                    .map(|(i, p)| PartitionMetadata {
+                        partition: i as u32,
+                        leader: p.leader.unwrap_or(-1),
+                        leader_epoch: p.leader_epoch,
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.iter().copied().collect(),
+                    })
+                    .collect(),
+            },
+            None => unknown_topic(name),
+        })
+        .collect();
+    MetadataResponse {
+        cluster_id: cluster.cluster_id().to_string(),
+        controller_id: (cluster.controller().leader()).map_or(-1, |id| id as i32),
+        brokers: (metadata.brokers.iter())
+            .filter(|(_, b)| !b.fenced)
+            .map(|(&node_id, b)| BrokerInfo {
+                node_id,
+                address: b.address.clone(),
+            })
+            .collect(),
+        topics,
     }
 }
 
@@ -439,7 +498,13 @@ fn log_start_offset(registry: &Registry, topic: &str, partition: u32) -> i64 {
         .map_or(-1, |p| p.log().start_offset().0)
 }
 
-type FetchJob = (String, u32, i64, usize, Option<Arc<Partition>>);
+type FetchJob = (
+    String,
+    u32,
+    i64,
+    usize,
+    Result<Arc<Partition>, (ErrorCode, String)>,
+);
 
 /// Reads every requested partition (blocking file reads: run off the reactor). Returns the
 /// response topics, the bytes read and whether any partition failed.
@@ -460,13 +525,12 @@ fn read_partitions(
             records: Bytes::new(),
         };
         match partition {
-            None => {
-                let (code, msg) = unknown(&topic, n);
+            Err((code, msg)) => {
                 out.error_code = code as i32;
                 out.error_message = msg;
                 any_error = true;
             }
-            Some(p) => {
+            Ok(p) => {
                 out.high_watermark = p.high_watermark().0;
                 out.log_start_offset = p.log().start_offset().0;
                 // The first non-empty partition may exceed max_bytes by one batch (KIP-74).

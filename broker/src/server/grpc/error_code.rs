@@ -33,8 +33,12 @@ pub fn admin_error_code(err: &AdminError) -> ErrorCode {
         AdminError::TopicExists { .. } => ErrorCode::TopicAlreadyExists,
         AdminError::InvalidName(_) => ErrorCode::InvalidTopic,
         AdminError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
-        AdminError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+        AdminError::InvalidReplicationFactor { .. } | AdminError::ReplicationUnavailable { .. } => {
+            ErrorCode::InvalidReplicationFactor
+        }
         AdminError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         AdminError::Storage(e) => log_error_code(e),
+        AdminError::Cluster { .. } => ErrorCode::RequestTimedOut,
+        AdminError::NotInCluster { .. } => ErrorCode::InvalidRequest,
     }
 }

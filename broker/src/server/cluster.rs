@@ -1,0 +1,368 @@
+//! The broker's part in a cluster: its controller-quorum voter, its heartbeats, and its local
+//! copy of every topic the cluster metadata holds.
+//!
+//! ```text
+//! every broker:   heartbeat loop ──BrokerHeartbeat──► controller (the quorum's leader)
+//!                 fence loop     (acts only on the controller: fences silent brokers)
+//!                 reconcile loop metadata applied here ──► Registry (open / delete topics)
+//! ```
+//!
+//! Every broker of a cluster is a voter of the controller quorum, so each holds the metadata
+//! as committed and learns changes as soon as they are applied locally. The topics the
+//! metadata holds are opened on every broker; a broker serves reads and writes only for the
+//! partitions it leads and answers `NOT_LEADER` for the others, naming the leader.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_proto::v1::ErrorCode;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::controller::{Controller, ControllerConfig, ControllerError};
+use crate::cluster::{ClusterMetadata, Command, Refused, assign_replicas};
+use crate::config::BrokerConfig;
+use crate::partition::{AdminError, Registry, is_internal};
+use crate::replication::NodeId;
+use crate::server::BrokerContext;
+
+/// The controller quorum's directory inside the data directory.
+pub const CONTROLLER_DIR: &str = "__cluster";
+
+/// How long an admin request waits for the controller (an election, a forward) and then for
+/// its change to reach this broker.
+const ADMIN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// This broker as a member of a cluster.
+pub struct ClusterRole {
+    controller: Controller,
+    node_id: NodeId,
+    address: String,
+    cluster_id: String,
+    heartbeat_interval: Duration,
+    session_timeout: Duration,
+    /// Stops the heartbeats (graceful shutdown sends a last one itself).
+    heartbeats: CancellationToken,
+}
+
+impl std::fmt::Debug for ClusterRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRole")
+            .field("node_id", &self.node_id)
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl ClusterRole {
+    /// Starts this broker's voter when `cluster.voters` is set; `None` for a single broker.
+    pub async fn start(config: &BrokerConfig) -> Result<Option<ClusterRole>, ControllerError> {
+        let voters =
+            (config.cluster.voters()).map_err(|e| ControllerError::Config(e.to_string()))?;
+        if voters.is_empty() {
+            return Ok(None);
+        }
+        let node_id = config.server.node_id;
+        let Some(address) = voters.get(&(node_id as u64)).cloned() else {
+            return Err(ControllerError::Config(format!(
+                "node {node_id} is not among the voters"
+            )));
+        };
+        let session_timeout = Duration::from_millis(config.cluster.session_timeout_ms);
+        // Every broker is given the same voters, so every broker derives the same id.
+        let listed: Vec<String> = voters.iter().map(|(id, a)| format!("{id}@{a}")).collect();
+        let cluster_id = format!("brook-{:08x}", crc32fast::hash(listed.join(",").as_bytes()));
+        let mut controller_config = ControllerConfig::new(
+            node_id as u64,
+            voters,
+            config.server.data_dir.join(CONTROLLER_DIR),
+        );
+        controller_config.session_timeout = session_timeout;
+        let controller = Controller::start(controller_config).await?;
+        Ok(Some(ClusterRole {
+            controller,
+            node_id,
+            address,
+            cluster_id,
+            heartbeat_interval: Duration::from_millis(config.cluster.heartbeat_interval_ms),
+            session_timeout,
+            heartbeats: CancellationToken::new(),
+        }))
+    }
+
+    /// This broker's voter.
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// The cluster's id, derived from its voter list (the same on every broker).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// This broker's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The metadata as applied on this broker.
+    pub fn metadata(&self) -> ClusterMetadata {
+        self.controller.metadata()
+    }
+
+    /// Ok when this broker leads `topic`-`partition`; otherwise the error to answer with
+    /// (unknown partition, or not the leader naming the one that is).
+    pub fn check_leader(&self, topic: &str, partition: u32) -> Result<(), (ErrorCode, String)> {
+        let metadata = self.controller.metadata();
+        let Some(state) =
+            (metadata.topics.get(topic)).and_then(|t| t.partitions.get(partition as usize))
+        else {
+            return Err((
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic {topic:?} partition {partition} does not exist"),
+            ));
+        };
+        match state.leader {
+            Some(leader) if leader == self.node_id => Ok(()),
+            Some(leader) => Err((
+                ErrorCode::NotLeader,
+                format!(
+                    "broker {} does not lead {topic}-{partition}: broker {leader} does (leader epoch {})",
+                    self.node_id, state.leader_epoch
+                ),
+            )),
+            None => Err((
+                ErrorCode::NotLeader,
+                format!(
+                    "{topic}-{partition} has no leader: none of its in-sync replicas {:?} is alive",
+                    state.isr
+                ),
+            )),
+        }
+    }
+
+    /// Starts the heartbeat, fencing and reconcile loops; they stop with `shutdown`.
+    pub fn spawn(self: &Arc<Self>, ctx: Arc<BrokerContext>) -> Vec<JoinHandle<()>> {
+        let shutdown = ctx.shutdown.clone();
+        let heartbeat = {
+            let role = self.clone();
+            tokio::spawn(async move { role.heartbeat_loop().await })
+        };
+        let fence = {
+            let role = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { role.fence_loop(shutdown).await })
+        };
+        let reconcile = {
+            let role = self.clone();
+            tokio::spawn(async move { role.reconcile_loop(&ctx.registry, shutdown).await })
+        };
+        vec![heartbeat, fence, reconcile]
+    }
+
+    async fn heartbeat_loop(&self) {
+        let mut fenced = None;
+        loop {
+            let sent = tokio::time::timeout(
+                self.session_timeout,
+                (self.controller).send_heartbeat(self.node_id, &self.address, false),
+            );
+            let outcome = tokio::select! {
+                _ = self.heartbeats.cancelled() => return,
+                outcome = sent => outcome,
+            };
+            match outcome {
+                Ok(Ok(now_fenced)) => {
+                    if fenced != Some(now_fenced) {
+                        tracing::info!(
+                            node = self.node_id,
+                            fenced = now_fenced,
+                            "controller heartbeat answered"
+                        );
+                        fenced = Some(now_fenced);
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(cause = %e, "heartbeat not answered"),
+                Err(_) => tracing::debug!("heartbeat timed out"),
+            }
+            tokio::select! {
+                _ = self.heartbeats.cancelled() => return,
+                _ = tokio::time::sleep(self.heartbeat_interval) => {}
+            }
+        }
+    }
+
+    async fn fence_loop(&self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.heartbeat_interval) => {}
+            }
+            if let Err(e) = self.controller.fence_silent().await {
+                tracing::warn!(cause = %e, "fencing silent brokers failed");
+            }
+        }
+    }
+
+    async fn reconcile_loop(&self, registry: &Registry, shutdown: CancellationToken) {
+        let mut metrics = self.controller.metrics();
+        let mut applied = None;
+        loop {
+            let now = metrics.borrow_and_update().last_applied;
+            if now != applied {
+                applied = now;
+                reconcile(registry, &self.metadata()).await;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = metrics.changed() => {}
+            }
+        }
+    }
+
+    /// Graceful shutdown, first step: stop heartbeating and ask the controller to fence this
+    /// broker now, so its leaderships move before it goes (bounded by the session timeout).
+    pub async fn leave(&self) {
+        self.heartbeats.cancel();
+        let last = (self.controller).send_heartbeat(self.node_id, &self.address, true);
+        match tokio::time::timeout(self.session_timeout, last).await {
+            Ok(Ok(_)) => tracing::info!(node = self.node_id, "fenced for shutdown"),
+            Ok(Err(e)) => tracing::warn!(cause = %e, "could not announce the shutdown"),
+            Err(_) => tracing::warn!("the controller did not answer the shutdown heartbeat"),
+        }
+    }
+
+    /// Graceful shutdown, last step: stops the voter.
+    pub async fn stop(&self) {
+        self.controller.shutdown().await;
+    }
+
+    /// Creates a topic through the controller (spreading its replicas over the live brokers)
+    /// and waits until this broker has opened it.
+    pub async fn create_topic(
+        &self,
+        registry: &Registry,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: std::collections::BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        // Name, partition count, configs and a local clash, checked as a single broker would.
+        registry
+            .create_topic(name, partitions, 1, configs.clone(), true)
+            .await?;
+        let live = self.metadata().live_brokers();
+        let rf = replication_factor.max(1);
+        if rf > 1 {
+            return Err(AdminError::ReplicationUnavailable { requested: rf });
+        }
+        let start = live.len().max(1);
+        let start = (crc32fast::hash(name.as_bytes()) as usize) % start;
+        let replicas = assign_replicas(&live, partitions, rf, start).map_err(|_| {
+            AdminError::InvalidReplicationFactor {
+                requested: rf,
+                available: live.len() as u32,
+            }
+        })?;
+        if validate_only {
+            return Ok(());
+        }
+        let command = Command::CreateTopic {
+            name: name.to_string(),
+            replicas,
+            unclean_leader_election: configs
+                .get("unclean.leader.election.enable")
+                .is_some_and(|v| v == "true"),
+            configs,
+        };
+        self.submit(command).await?;
+        self.wait_local(registry, name, true).await
+    }
+
+    /// Deletes a topic through the controller and waits until this broker has removed it.
+    pub async fn delete_topic(&self, registry: &Registry, name: &str) -> Result<(), AdminError> {
+        self.submit(Command::DeleteTopic {
+            name: name.to_string(),
+        })
+        .await?;
+        self.wait_local(registry, name, false).await
+    }
+
+    async fn submit(&self, command: Command) -> Result<(), AdminError> {
+        match (self.controller)
+            .submit_to_controller(command, ADMIN_PATIENCE)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ControllerError::Refused(Refused::TopicExists(name))) => {
+                Err(AdminError::TopicExists { name })
+            }
+            Err(ControllerError::Refused(Refused::UnknownTopic(name))) => {
+                Err(AdminError::UnknownTopic { name })
+            }
+            Err(e) => Err(AdminError::Cluster {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    async fn wait_local(
+        &self,
+        registry: &Registry,
+        name: &str,
+        present: bool,
+    ) -> Result<(), AdminError> {
+        let deadline = tokio::time::Instant::now() + ADMIN_PATIENCE;
+        while registry.topic(name).is_some() != present {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AdminError::Cluster {
+                    reason: format!(
+                        "the controller accepted the change to topic {name:?} but it did not reach broker {} within {} ms",
+                        self.node_id,
+                        ADMIN_PATIENCE.as_millis()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Brings the registry in line with the metadata: opens the topics it lacks and deletes the
+/// cluster topics the metadata no longer holds. Topics this broker made alone (internal ones)
+/// are left alone.
+pub async fn reconcile(registry: &Registry, metadata: &ClusterMetadata) {
+    for (name, topic) in &metadata.topics {
+        if registry.topic(name).is_none() {
+            let count = topic.partitions.len() as u32;
+            match registry
+                .ensure_cluster_topic(name, count, topic.configs.clone())
+                .await
+            {
+                Ok(()) => tracing::info!(topic = %name, partitions = count, "opened cluster topic"),
+                Err(e) => tracing::error!(topic = %name, cause = %e, "cannot open cluster topic"),
+            }
+        }
+    }
+    let local = registry.topics();
+    for (name, topic) in local.iter() {
+        if topic.meta.cluster && !is_internal(name) && !metadata.topics.contains_key(name) {
+            match registry.delete_topic(name).await {
+                Ok(()) => tracing::info!(topic = %name, "deleted cluster topic"),
+                Err(e) => tracing::error!(topic = %name, cause = %e, "cannot delete cluster topic"),
+            }
+        }
+    }
+}
+
+/// Topics in the data directory that were made by this broker alone (not internal, not from
+/// the cluster metadata): a broker joining a cluster refuses to start with them rather than
+/// hide or delete them.
+pub fn standalone_topics(registry: &Registry) -> Vec<String> {
+    (registry.topics().iter())
+        .filter(|(name, topic)| !topic.meta.cluster && !is_internal(name))
+        .map(|(name, _)| name.clone())
+        .collect()
+}

@@ -1,0 +1,210 @@
+//! A cluster of real `brook-broker` processes on loopback ports, for the cluster tests.
+//!
+//! Each broker gets its own data directory and a gRPC and an HTTP port on 127.0.0.1, chosen
+//! free at start; every broker is a controller voter. Brokers are started, SIGKILLed,
+//! stopped with SIGTERM and restarted on the same directory and ports. Dropping the cluster
+//! kills whatever still runs.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use brook_client::Connection;
+use brook_proto::v1::{MetadataRequest, MetadataResponse};
+use tempfile::TempDir;
+
+/// The `brook-broker` binary of this build: next to the test's `deps/` directory.
+pub fn broker_binary() -> PathBuf {
+    let bin = std::env::current_exe()
+        .expect("the test binary's path")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("brook-broker");
+    assert!(
+        bin.exists(),
+        "build brook-broker first (cargo build -p brook-broker): {} is missing",
+        bin.display()
+    );
+    bin
+}
+
+/// A port free on 127.0.0.1 now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// One broker of a [`Cluster`].
+pub struct Node {
+    /// Its node id.
+    pub id: i32,
+    /// Its gRPC address.
+    pub grpc: String,
+    /// Its HTTP address.
+    pub http: String,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// True while its process runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Its data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Brokers started with the same voter list.
+pub struct Cluster {
+    /// The brokers, node `i + 1` at index `i`.
+    pub nodes: Vec<Node>,
+    voters: String,
+    env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Starts `n` brokers (ids 1..=n) with the extra environment `env` (for example
+    /// `BROOK_CLUSTER_SESSION_TIMEOUT_MS`), and waits for each to listen.
+    pub fn start(n: usize, env: &[(&str, &str)]) -> Cluster {
+        let nodes: Vec<Node> = (1..=n as i32)
+            .map(|id| Node {
+                id,
+                grpc: format!("127.0.0.1:{}", free_port()),
+                http: format!("127.0.0.1:{}", free_port()),
+                dir: tempfile::tempdir().expect("a data directory"),
+                child: None,
+            })
+            .collect();
+        let voters = (nodes.iter())
+            .map(|n| format!("{}@{}", n.id, n.grpc))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            nodes,
+            voters,
+            env: (env.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        for id in 1..=n as i32 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// The node with id `id`.
+    pub fn node(&self, id: i32) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    /// Starts (or restarts, on the same directory and ports) broker `id`.
+    pub fn start_node(&mut self, id: i32) {
+        let voters = self.voters.clone();
+        let env = self.env.clone();
+        let node = &mut self.nodes[(id - 1) as usize];
+        assert!(node.child.is_none(), "broker {id} already runs");
+        let mut cmd = Command::new(broker_binary());
+        cmd.args(["--data-dir", node.dir.path().to_str().expect("utf-8 path")])
+            .args(["--listen", &node.grpc, "--http-listen", &node.http])
+            .args(["--node-id", &id.to_string(), "--seeds", &voters])
+            .env("BROOK_LOGGING_LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start brook-broker");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the start-up line");
+        assert!(
+            line.starts_with("brook-broker listening "),
+            "broker {id} did not start: {line:?}"
+        );
+        node.child = Some(child);
+    }
+
+    /// SIGKILLs broker `id`.
+    pub fn kill(&mut self, id: i32) {
+        let mut child = self.nodes[(id - 1) as usize]
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("broker {id} is not running"));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Stops broker `id` with SIGTERM and waits for it to exit.
+    pub fn terminate(&mut self, id: i32) -> ExitStatus {
+        let mut child = self.nodes[(id - 1) as usize]
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("broker {id} is not running"));
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        child.wait().expect("reap")
+    }
+
+    /// A connection to broker `id`.
+    pub async fn connect(&self, id: i32) -> Connection {
+        Connection::connect(&self.node(id).grpc)
+            .await
+            .unwrap_or_else(|e| panic!("connect to broker {id}: {e}"))
+    }
+
+    /// Broker `id`'s Metadata answer for every topic.
+    pub async fn metadata(&self, id: i32) -> anyhow::Result<MetadataResponse> {
+        let conn = Connection::connect(&self.node(id).grpc).await?;
+        Ok(conn
+            .broker()
+            .metadata(MetadataRequest { topics: Vec::new() })
+            .await?
+            .into_inner())
+    }
+
+    /// Polls broker `id`'s metadata until `check` accepts it, for at most `limit`; panics
+    /// with `what` and the last answer otherwise.
+    pub async fn wait_metadata(
+        &self,
+        id: i32,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&MetadataResponse) -> bool,
+    ) -> MetadataResponse {
+        let deadline = Instant::now() + limit;
+        loop {
+            let last = match self.metadata(id).await {
+                Ok(m) if check(&m) => return m,
+                Ok(m) => format!("{m:?}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "broker {id}: {what} not seen within {limit:?}; last answer: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
