@@ -287,12 +287,14 @@ async fn grpc_fetch_run(
                     max_wait_ms: 0,
                     min_bytes: 0,
                     max_bytes: 16 << 20,
+                    replica_id: None,
                     topics: vec![FetchTopic {
                         topic: "bench".into(),
                         partitions: vec![FetchPartition {
                             partition: p as u32,
                             fetch_offset: offset,
                             partition_max_bytes: 16 << 20,
+                            current_leader_epoch: None,
                         }],
                     }],
                 };

@@ -158,6 +158,12 @@ pub struct ClusterConfig {
     /// leaderships (Kafka `broker.session.timeout.ms`; default 3 000;
     /// 2 × heartbeat_interval_ms..=3 600 000).
     pub session_timeout_ms: u64,
+    /// A follower that has not caught up with its leader for this long leaves the ISR (Kafka
+    /// `replica.lag.time.max.ms`; default 30 000; 100..=3 600 000).
+    pub replica_lag_time_max_ms: u64,
+    /// Fewest in-sync replicas, the leader included, for an acks=all write; fewer is refused
+    /// with NOT_ENOUGH_REPLICAS (Kafka `min.insync.replicas`; default 1; 1..=100).
+    pub min_insync_replicas: u32,
 }
 
 impl Default for ClusterConfig {
@@ -166,6 +172,8 @@ impl Default for ClusterConfig {
             voters: String::new(),
             heartbeat_interval_ms: 500,
             session_timeout_ms: 3_000,
+            replica_lag_time_max_ms: 30_000,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -462,7 +470,7 @@ impl BrokerConfig {
         #[rustfmt::skip]
         let g = &self.groups;
         let c = &self.cluster;
-        let ranges: [(&'static str, i128, i128, i128); 16] = [
+        let ranges: [(&'static str, i128, i128, i128); 18] = [
             ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
             (
                 "server.max_request_bytes",
@@ -548,6 +556,18 @@ impl BrokerConfig {
                 c.session_timeout_ms.into(),
                 2 * i128::from(c.heartbeat_interval_ms),
                 hour,
+            ),
+            (
+                "cluster.replica_lag_time_max_ms",
+                c.replica_lag_time_max_ms.into(),
+                100,
+                hour,
+            ),
+            (
+                "cluster.min_insync_replicas",
+                c.min_insync_replicas.into(),
+                1,
+                100,
             ),
         ];
         for (name, value, min, max) in ranges {
@@ -804,6 +824,8 @@ heartbeat_interval_ms = 1000
 voters = "7@10.0.0.7:9400,8@10.0.0.8:9400"
 heartbeat_interval_ms = 250
 session_timeout_ms = 5000
+replica_lag_time_max_ms = 10000
+min_insync_replicas = 2
 
 [logging]
 format = "json"
@@ -849,6 +871,8 @@ level = "warn,brook_broker=debug"
                 voters: "7@10.0.0.7:9400,8@10.0.0.8:9400".into(),
                 heartbeat_interval_ms: 250,
                 session_timeout_ms: 5000,
+                replica_lag_time_max_ms: 10_000,
+                min_insync_replicas: 2,
             },
             logging: LoggingConfig {
                 format: LogFormat::Json,

@@ -153,3 +153,82 @@ async fn a_missing_damaged_or_too_long_checkpoint_is_mended_from_the_log() {
         log.epochs().entries()
     );
 }
+
+/// Everything in `log` as stored, front to back (segment by segment).
+fn stored_bytes(log: &Log) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut offset = log.start_offset();
+    while offset < log.end_offset() {
+        let bytes = log.read_blocking(offset, 1 << 20).unwrap();
+        let last = records(&bytes).last().unwrap().0;
+        out.extend_from_slice(&bytes);
+        offset = Offset(last + 1);
+    }
+    out
+}
+
+/// A follower copies the leader's batches as they are: same offsets, same epochs, same
+/// bytes, across segment rolls; a batch that does not start at its log end, a damaged batch
+/// and a cut one are refused and change nothing.
+#[tokio::test]
+async fn a_follower_appends_the_leaders_batches_with_their_offsets_and_epochs() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = Log::open(leader_dir.path(), small_config()).await.unwrap();
+    let follower = Log::open(follower_dir.path(), small_config())
+        .await
+        .unwrap();
+    fill(&leader, &[(1, 3), (1, 2), (3, 4), (3, 1), (4, 5)]).await;
+    fill(&leader, &[(4, 3); 80]).await;
+    let all = bytes::Bytes::from(stored_bytes(&leader));
+
+    // In two fetches, the second starting where the first ended.
+    let first = leader.read_blocking(Offset(0), 300).unwrap();
+    let end = follower.append_replica(first.clone()).await.unwrap();
+    assert_eq!(end, Offset(records(&first).last().unwrap().0 + 1));
+    assert_eq!(follower.end_offset(), end);
+
+    // Refused: a batch past the end (a gap), a damaged one, a cut one; nothing changes.
+    let later = leader.read_blocking(Offset(end.0 + 1), 300).unwrap();
+    let later_start = records(&later)[0].0;
+    if later_start != end.0 {
+        let err = follower.append_replica(later).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "log {}: a replicated batch starts at offset {later_start}, the log ends at {}",
+                follower_dir.path().display(),
+                end.0
+            )
+        );
+    }
+    let next = leader.read_blocking(end, 300).unwrap();
+    let mut damaged = next.to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    let err = follower.append_replica(damaged.into()).await.unwrap_err();
+    assert!(err.to_string().starts_with("invalid batch: "), "{err}");
+    let cut = next.slice(..next.len() - 1);
+    let err = follower.append_replica(cut).await.unwrap_err();
+    assert!(err.to_string().starts_with("invalid batch: "), "{err}");
+    assert_eq!(follower.end_offset(), end);
+
+    // The rest, in reads of up to 300 bytes.
+    let mut at = end;
+    while at < leader.end_offset() {
+        let bytes = leader.read_blocking(at, 300).unwrap();
+        at = follower.append_replica(bytes).await.unwrap();
+    }
+    assert_eq!(follower.end_offset(), leader.end_offset());
+    assert_eq!(entries(&follower), entries(&leader));
+    assert_eq!(entries(&follower), [(1, 0), (3, 5), (4, 10)]);
+    assert_eq!(&stored_bytes(&follower)[..], &all[..]);
+    assert!(follower.segment_base_offsets().len() > 1, "rolled");
+
+    // After a reopen the copy is the same.
+    follower.close().await.unwrap();
+    let follower = Log::open(follower_dir.path(), small_config())
+        .await
+        .unwrap();
+    assert_eq!(&stored_bytes(&follower)[..], &all[..]);
+    assert_eq!(entries(&follower), [(1, 0), (3, 5), (4, 10)]);
+}

@@ -96,10 +96,12 @@ impl ClientError {
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Connect { .. } | ClientError::Timeout { .. } => true,
-            ClientError::Rpc(status) => matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-            ),
+            ClientError::Rpc(status) => {
+                matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) || is_broken_connection(status)
+            }
             ClientError::Broker { code, .. } => is_retriable_code(*code),
             ClientError::Multiple(errors) => errors.iter().all(ClientError::is_retriable),
             ClientError::InvalidAddress { .. }
@@ -123,6 +125,16 @@ impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
         ClientError::Rpc(status)
     }
+}
+
+/// A request cut off by its connection breaking (the broker died mid-request): tonic
+/// reports it as `UNKNOWN` "transport error", with the transport error as its source.
+fn is_broken_connection(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    status.code() == tonic::Code::Unknown
+        && status
+            .source()
+            .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some())
 }
 
 /// Codes that describe a transient state of the cluster rather than a bad request.

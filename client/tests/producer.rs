@@ -87,12 +87,14 @@ async fn records(conn: &Connection, topic: &str, partition: u32) -> Vec<Stored> 
                 max_wait_ms: 0,
                 min_bytes: 0,
                 max_bytes: 0,
+                replica_id: None,
                 topics: vec![FetchTopic {
                     topic: topic.into(),
                     partitions: vec![FetchPartition {
                         partition,
                         fetch_offset: offset,
                         partition_max_bytes: 0,
+                        current_leader_epoch: None,
                     }],
                 }],
             })

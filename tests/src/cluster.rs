@@ -12,7 +12,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use brook_client::Connection;
-use brook_proto::v1::{MetadataRequest, MetadataResponse};
+use brook_proto::Batches;
+use brook_proto::v1::{
+    ErrorCode, FetchPartition, FetchRequest, FetchTopic, MetadataRequest, MetadataResponse,
+};
 use tempfile::TempDir;
 
 /// The `brook-broker` binary of this build: next to the test's `deps/` directory.
@@ -116,7 +119,7 @@ impl Cluster {
         cmd.args(["--data-dir", node.dir.path().to_str().expect("utf-8 path")])
             .args(["--listen", &node.grpc, "--http-listen", &node.http])
             .args(["--node-id", &id.to_string(), "--seeds", &voters])
-            .env("BROOK_LOGGING_LEVEL", "warn")
+            .env("BROOK_LOGGING_LEVEL", "warn,openraft=off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in &env {
@@ -171,6 +174,57 @@ impl Cluster {
             .metadata(MetadataRequest { topics: Vec::new() })
             .await?
             .into_inner())
+    }
+
+    /// `(offset, value)` of every record of `topic`-`partition` below the high watermark,
+    /// read from broker `id` (which must lead it), and that high watermark.
+    pub async fn read_partition(
+        &self,
+        id: i32,
+        topic: &str,
+        partition: u32,
+    ) -> (Vec<(i64, String)>, i64) {
+        let conn = self.connect(id).await;
+        let mut out: Vec<(i64, String)> = Vec::new();
+        loop {
+            let response = conn
+                .broker()
+                .fetch(FetchRequest {
+                    max_wait_ms: 0,
+                    min_bytes: 0,
+                    max_bytes: 0,
+                    replica_id: None,
+                    topics: vec![FetchTopic {
+                        topic: topic.into(),
+                        partitions: vec![FetchPartition {
+                            partition,
+                            fetch_offset: out.last().map_or(0, |(o, _)| o + 1),
+                            partition_max_bytes: 0,
+                            current_leader_epoch: None,
+                        }],
+                    }],
+                })
+                .await
+                .unwrap_or_else(|e| panic!("fetch {topic}-{partition} from broker {id}: {e}"))
+                .into_inner();
+            let answer = &response.topics[0].partitions[0];
+            assert_eq!(
+                answer.error_code,
+                ErrorCode::None as i32,
+                "broker {id}, {topic}-{partition}: {}",
+                answer.error_message
+            );
+            if answer.records.is_empty() {
+                return (out, answer.high_watermark);
+            }
+            for batch in Batches::new(answer.records.clone(), usize::MAX) {
+                for record in batch.expect("a valid batch").records().expect("records") {
+                    let record = record.expect("a valid record");
+                    let value = record.value.as_deref().expect("a value");
+                    out.push((record.offset, String::from_utf8_lossy(value).into_owned()));
+                }
+            }
+        }
     }
 
     /// Polls broker `id`'s metadata until `check` accepts it, for at most `limit`; panics

@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use brook_client::producer::{Producer, ProducerConfig, ProducerRecord};
-use brook_proto::Batches;
 use brook_proto::v1::{
-    CreateTopicsRequest, ErrorCode, FetchPartition, FetchRequest, FetchTopic, MetadataResponse,
-    NewTopic, PartitionProduceData, ProduceRequest, TopicProduceData,
+    CreateTopicsRequest, ErrorCode, MetadataResponse, NewTopic, PartitionProduceData,
+    ProduceRequest, TopicProduceData,
 };
 use brook_tests::cluster::Cluster;
 
@@ -68,44 +67,8 @@ async fn create_topic(
 
 /// Every record value of `topic`-`partition`, read from broker `from`.
 async fn read_all(cluster: &Cluster, from: i32, topic: &str, partition: u32) -> Vec<String> {
-    let conn = cluster.connect(from).await;
-    let mut out = Vec::new();
-    loop {
-        let response = conn
-            .broker()
-            .fetch(FetchRequest {
-                max_wait_ms: 0,
-                min_bytes: 0,
-                max_bytes: 0,
-                topics: vec![FetchTopic {
-                    topic: topic.into(),
-                    partitions: vec![FetchPartition {
-                        partition,
-                        fetch_offset: out.len() as i64,
-                        partition_max_bytes: 0,
-                    }],
-                }],
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let answer = &response.topics[0].partitions[0];
-        assert_eq!(
-            answer.error_code,
-            ErrorCode::None as i32,
-            "{}",
-            answer.error_message
-        );
-        if answer.records.is_empty() {
-            return out;
-        }
-        for batch in Batches::new(answer.records.clone(), usize::MAX) {
-            for record in batch.unwrap().records().unwrap() {
-                let record = record.unwrap();
-                out.push(String::from_utf8(record.value.as_deref().unwrap().to_vec()).unwrap());
-            }
-        }
-    }
+    let (records, _) = cluster.read_partition(from, topic, partition).await;
+    records.into_iter().map(|(_, v)| v).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,16 +88,16 @@ async fn three_brokers_share_metadata_fence_a_killed_broker_and_take_it_back() {
         );
     }
 
-    // Replication is not built yet: more than one replica is refused, naming the numbers.
-    let (code, message) = create_topic(&cluster, 1, "rf3", 3, 3).await;
+    // More replicas than live brokers is refused, naming both numbers.
+    let (code, message) = create_topic(&cluster, 1, "rf4", 3, 4).await;
     assert_eq!(
         code,
         ErrorCode::InvalidReplicationFactor as i32,
         "{message}"
     );
-    assert!(
-        message.contains("replication factor 3 is not available yet"),
-        "{message}"
+    assert_eq!(
+        message,
+        "replication factor 4 is out of range: this cluster has 3 broker(s)"
     );
 
     // Created through broker 2; every broker sees the same six partitions, two per broker.
@@ -252,6 +215,12 @@ async fn three_brokers_share_metadata_fence_a_killed_broker_and_take_it_back() {
         })
         .await;
     let back = leaders(&m, "orders");
+    // Broker 3 serves once its own copy of the metadata has caught up.
+    cluster
+        .wait_metadata(3, "broker 3 sees itself back", PATIENCE, |m3| {
+            leaders(m3, "orders") == back
+        })
+        .await;
     for (p, (&(was, epoch), &(now, now_epoch))) in before.iter().zip(&back).enumerate() {
         let expected_epoch = if was == 3 { epoch + 2 } else { epoch };
         assert_eq!((now, now_epoch), (was, expected_epoch), "partition {p}");

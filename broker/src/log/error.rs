@@ -78,6 +78,16 @@ pub enum LogError {
         /// What failed.
         cause: String,
     },
+    /// A replicated batch does not start where the follower's log ends.
+    #[error("log {path}: a replicated batch starts at offset {found}, the log ends at {expected}")]
+    ReplicaGap {
+        /// The log directory.
+        path: std::path::PathBuf,
+        /// The follower's log end offset.
+        expected: i64,
+        /// The batch's base offset.
+        found: i64,
+    },
     /// A batch stamped with a leader epoch older than the newest one the log holds: a
     /// deposed leader's write.
     #[error("log {path}: leader epoch {epoch} is older than the log's newest epoch {latest}")]

@@ -283,6 +283,7 @@ impl Log {
             batch,
             header,
             leader_epoch: leader_epoch.0,
+            replica: false,
             reply,
         });
         self.inner
@@ -291,6 +292,61 @@ impl Log {
             .await
             .map_err(|_| self.closed())?;
         Ok(rx)
+    }
+
+    /// Appends batches as a leader wrote them (a follower's fetch answer, back to back),
+    /// keeping their offsets and leader epochs: the first must start where this log ends and
+    /// each the next where the previous ended. Validates each batch (size, length, CRC) and
+    /// records idempotent producers' state as the leader did. Returns the new log end.
+    pub async fn append_replica(&self, records: Bytes) -> Result<Offset, LogError> {
+        let config = self.config();
+        let mut next = self.end_offset().0;
+        // Every batch is checked before any is queued: all or nothing.
+        let mut checked = Vec::new();
+        let mut at = 0;
+        while at < records.len() {
+            let header = BatchHeader::parse(&records[at..])?;
+            let end = at.saturating_add(header.total_size());
+            if end > records.len() {
+                return Err(LogError::InvalidBatch(brook_proto::BatchError::Truncated {
+                    needed: header.total_size(),
+                    available: records.len() - at,
+                }));
+            }
+            let batch = records.slice(at..end);
+            let header = BatchHeader::validate(&batch, config.max_batch_bytes as usize)?;
+            if header.base_offset != next {
+                return Err(LogError::ReplicaGap {
+                    path: self.dir().to_path_buf(),
+                    expected: next,
+                    found: header.base_offset,
+                });
+            }
+            next = header.next_offset();
+            checked.push((batch, header));
+            at = end;
+        }
+        let mut pending = Vec::with_capacity(checked.len());
+        for (batch, header) in checked {
+            let (reply, rx) = oneshot::channel();
+            let cmd = Command::Append(AppendRequest {
+                batch,
+                header,
+                leader_epoch: header.partition_leader_epoch,
+                replica: true,
+                reply,
+            });
+            self.inner
+                .tx
+                .send_async(cmd)
+                .await
+                .map_err(|_| self.closed())?;
+            pending.push(rx);
+        }
+        for rx in pending {
+            rx.await.map_err(|_| self.closed())??;
+        }
+        Ok(Offset(next))
     }
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` (but at least one

@@ -49,6 +49,9 @@ pub(crate) struct AppendRequest {
     pub batch: Bytes,
     pub header: BatchHeader,
     pub leader_epoch: i32,
+    /// A follower's copy of a batch the leader wrote: its producer sequence was checked
+    /// there, so it is recorded here without being checked again.
+    pub replica: bool,
     pub reply: Reply<AppendInfo>,
 }
 
@@ -386,6 +389,14 @@ impl Writer {
         let mut keep = Vec::with_capacity(appends.len());
         let mut duplicates = Vec::new();
         for a in appends {
+            if a.replica {
+                let mut h = a.header;
+                h.base_offset = next;
+                tentative.record(&h, now);
+                next = h.next_offset();
+                keep.push(a);
+                continue;
+            }
             match tentative.check(&a.header) {
                 Ok(SequenceCheck::Append) => {
                     let mut h = a.header;

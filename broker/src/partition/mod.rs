@@ -6,7 +6,8 @@
 //! ```
 //!
 //! - [`Registry`]: the topics, persisted in `topics.json`, and their admin operations;
-//! - [`Partition`]: one partition's log and its high watermark;
+//! - [`Partition`]: one partition's log, this broker's replication role for it, and its
+//!   high watermark;
 //! - [`ProducerIds`]: ids and epochs for idempotent producers;
 //! - [`validate_topic_name`]: Kafka's naming rules.
 
@@ -16,7 +17,7 @@ mod producer_ids;
 mod registry;
 mod topic_name;
 
-pub use partition::Partition;
+pub use partition::{IsrProposal, Partition};
 pub use producer_ids::{PRODUCER_IDS_FILE, ProducerIdError, ProducerIds};
 pub use registry::{
     AdminError, Registry, RegistryError, TOPICS_FILE, Topic, TopicMeta, is_internal,

@@ -4,6 +4,10 @@
 //! The file `producer-ids` holds the first id not yet reserved. Ids are reserved a block at a
 //! time (the file is rewritten atomically before any id of the new block is given out), so a
 //! crash skips at most the rest of a block.
+//!
+//! In a cluster every broker hands out ids, so an id carries the broker's node id in its
+//! upper 32 bits ([`ProducerIds::in_cluster`]): ids from different brokers never collide. An
+//! id another broker issued is not known here; re-initializing it gets a fresh id.
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +56,8 @@ struct State {
 pub struct ProducerIds {
     dir: PathBuf,
     state: Mutex<State>,
+    /// The node id put in the upper bits of every id, in a cluster.
+    node: Option<i64>,
 }
 
 impl ProducerIds {
@@ -73,18 +79,29 @@ impl ProducerIds {
                 next: reserved,
                 reserved,
             }),
+            node: None,
         })
+    }
+
+    /// Ids that carry `node` in their upper 32 bits, for a broker of a cluster.
+    pub fn in_cluster(mut self, node: i32) -> ProducerIds {
+        self.node = Some(i64::from(node.max(0)));
+        self
     }
 
     /// A new id with epoch 0 (`producer_id < 0`), or the same id with its epoch bumped; an
     /// exhausted epoch gets a new id. Blocking: it may write the reservation file.
     pub fn init(&self, producer_id: i64, epoch: i32) -> Result<(i64, i16), ProducerIdError> {
         let mut state = self.state.lock();
-        if producer_id >= 0 {
+        let issued_elsewhere = self.node.is_some_and(|node| producer_id >> 32 != node);
+        let local = producer_id & 0xffff_ffff;
+        let public = |local: i64| self.node.map_or(local, |node| node << 32 | local);
+        if producer_id >= 0 && !issued_elsewhere {
+            let producer_id = local;
             if producer_id >= state.reserved {
                 return Err(ProducerIdError::Unknown {
-                    producer_id,
-                    reserved: state.reserved,
+                    producer_id: public(producer_id),
+                    reserved: public(state.reserved),
                 });
             }
             if !(0..=i32::from(i16::MAX)).contains(&epoch) {
@@ -94,7 +111,7 @@ impl ProducerIds {
                 });
             }
             if epoch < i32::from(i16::MAX) {
-                return Ok((producer_id, (epoch + 1) as i16));
+                return Ok((public(producer_id), (epoch + 1) as i16));
             }
         }
         if state.next == state.reserved {
@@ -108,13 +125,31 @@ impl ProducerIds {
         }
         let id = state.next;
         state.next += 1;
-        Ok((id, 0))
+        Ok((public(id), 0))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_ids_carry_the_node_and_foreign_ids_get_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(dir.path()).unwrap().in_cluster(3);
+        let base = 3i64 << 32;
+        assert_eq!(ids.init(-1, -1).unwrap(), (base, 0));
+        assert_eq!(ids.init(base, 4).unwrap(), (base, 5));
+        // Issued by broker 5: unknown here, so a fresh id of this broker.
+        assert_eq!(ids.init(5i64 << 32, 0).unwrap(), (base + 1, 0));
+        assert!(matches!(
+            ids.init(base + 7000, 0),
+            Err(ProducerIdError::Unknown {
+                producer_id,
+                reserved,
+            }) if producer_id == base + 7000 && reserved == base + 1000
+        ));
+    }
 
     #[test]
     fn ids_are_unique_across_restarts_and_epochs_bump() {

@@ -96,14 +96,6 @@ pub enum AdminError {
         /// Brokers available.
         available: u32,
     },
-    /// More than one replica, before partition replication exists.
-    #[error(
-        "replication factor {requested} is not available yet: partition replication is not built, so every partition has one replica; use 1"
-    )]
-    ReplicationUnavailable {
-        /// Requested.
-        requested: u32,
-    },
     /// A config key or value was refused.
     #[error(transparent)]
     InvalidConfig(#[from] TopicConfigError),
@@ -202,7 +194,12 @@ impl Registry {
             let mut partitions = Vec::with_capacity(meta.partitions as usize);
             for p in 0..meta.partitions {
                 let log = Log::open(partition_dir(&data_dir, name, p), (*config).clone()).await?;
-                partitions.push(Arc::new(Partition::new(name.clone(), p, log)));
+                partitions.push(Arc::new(Partition::new(
+                    name.clone(),
+                    p,
+                    log,
+                    !meta.cluster,
+                )));
             }
             topics.insert(
                 name.clone(),
@@ -359,11 +356,12 @@ impl Registry {
         name: &str,
         range: std::ops::Range<u32>,
         config: &LogConfig,
+        cluster: bool,
     ) -> Result<Vec<Arc<Partition>>, AdminError> {
         let mut out = Vec::new();
         for p in range {
             match Log::open(partition_dir(&self.data_dir, name, p), config.clone()).await {
-                Ok(log) => out.push(Arc::new(Partition::new(name.to_string(), p, log))),
+                Ok(log) => out.push(Arc::new(Partition::new(name.to_string(), p, log, !cluster))),
                 Err(e) => {
                     for opened in &out {
                         let _ = opened.log().close().await;
@@ -471,7 +469,7 @@ impl Registry {
         if validate_only {
             return Ok(());
         }
-        let opened = self.open_partitions(name, 0..partitions, &config).await?;
+        let opened = (self.open_partitions(name, 0..partitions, &config, cluster)).await?;
         let meta = TopicMeta {
             partitions,
             replication_factor,
@@ -542,7 +540,7 @@ impl Registry {
         }
         self.check_partitions(name, total)?;
         let added = self
-            .open_partitions(name, current..total, &topic.config)
+            .open_partitions(name, current..total, &topic.config, topic.meta.cluster)
             .await?;
         let mut partitions = topic.partitions.clone();
         partitions.extend(added);

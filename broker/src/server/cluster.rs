@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::controller::{Controller, ControllerConfig, ControllerError};
 use crate::cluster::{ClusterMetadata, Command, Refused, assign_replicas};
 use crate::config::BrokerConfig;
-use crate::partition::{AdminError, Registry, is_internal};
-use crate::replication::NodeId;
+use crate::partition::{AdminError, IsrProposal, Partition, Registry, is_internal};
+use crate::replication::{NodeId, ReplicationConfig};
 use crate::server::BrokerContext;
+use crate::server::replica_fetcher::{self, FetchTarget};
 
 /// The controller quorum's directory inside the data directory.
 pub const CONTROLLER_DIR: &str = "__cluster";
@@ -41,6 +42,7 @@ pub struct ClusterRole {
     cluster_id: String,
     heartbeat_interval: Duration,
     session_timeout: Duration,
+    replication: ReplicationConfig,
     /// Stops the heartbeats (graceful shutdown sends a last one itself).
     heartbeats: CancellationToken,
 }
@@ -86,6 +88,10 @@ impl ClusterRole {
             cluster_id,
             heartbeat_interval: Duration::from_millis(config.cluster.heartbeat_interval_ms),
             session_timeout,
+            replication: ReplicationConfig {
+                replica_lag_max: Duration::from_millis(config.cluster.replica_lag_time_max_ms),
+                min_insync: config.cluster.min_insync_replicas as usize,
+            },
             heartbeats: CancellationToken::new(),
         }))
     }
@@ -155,9 +161,14 @@ impl ClusterRole {
         };
         let reconcile = {
             let role = self.clone();
+            let ctx = ctx.clone();
             tokio::spawn(async move { role.reconcile_loop(&ctx.registry, shutdown).await })
         };
-        vec![heartbeat, fence, reconcile]
+        let isr = {
+            let role = self.clone();
+            tokio::spawn(async move { role.isr_loop(ctx).await })
+        };
+        vec![heartbeat, fence, reconcile, isr]
     }
 
     async fn heartbeat_loop(&self) {
@@ -204,20 +215,126 @@ impl ClusterRole {
         }
     }
 
-    async fn reconcile_loop(&self, registry: &Registry, shutdown: CancellationToken) {
+    async fn reconcile_loop(self: Arc<Self>, registry: &Registry, shutdown: CancellationToken) {
         let mut metrics = self.controller.metrics();
         let mut applied = None;
         loop {
             let now = metrics.borrow_and_update().last_applied;
             if now != applied {
                 applied = now;
-                reconcile(registry, &self.metadata()).await;
+                let metadata = self.metadata();
+                reconcile(registry, &metadata).await;
+                self.assign_roles(registry, &metadata);
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = metrics.changed() => {}
             }
         }
+    }
+
+    /// Gives every partition of every cluster topic the role the metadata says: leader in its
+    /// epoch, follower of its leader (starting a fetcher), or none.
+    fn assign_roles(self: &Arc<Self>, registry: &Registry, metadata: &ClusterMetadata) {
+        for (name, topic) in &metadata.topics {
+            for (i, state) in topic.partitions.iter().enumerate() {
+                let Some(partition) = registry.partition(name, i as u32) else {
+                    continue;
+                };
+                match state.leader {
+                    Some(leader) if leader == self.node_id => {
+                        if partition.is_leader_in(state.leader_epoch) {
+                            partition.on_isr_committed(
+                                state.leader_epoch,
+                                state.partition_epoch,
+                                state.isr.clone(),
+                            );
+                        } else {
+                            tracing::info!(topic = %name, partition = i, epoch = state.leader_epoch, "leading");
+                            partition.become_leader(
+                                self.node_id,
+                                state.leader_epoch,
+                                state.partition_epoch,
+                                self.replication,
+                                state.replicas.clone(),
+                                state.isr.clone(),
+                            );
+                        }
+                    }
+                    Some(leader) if state.replicas.contains(&self.node_id) => {
+                        if partition.is_follower_of(leader, state.leader_epoch) {
+                            continue;
+                        }
+                        let Some(address) =
+                            metadata.brokers.get(&leader).map(|b| b.address.clone())
+                        else {
+                            partition.become_none();
+                            continue;
+                        };
+                        tracing::info!(topic = %name, partition = i, leader, epoch = state.leader_epoch, "following");
+                        let stop = partition.become_follower(leader, state.leader_epoch);
+                        let target = FetchTarget {
+                            node: self.node_id,
+                            leader: (leader, address),
+                            epoch: state.leader_epoch,
+                        };
+                        tokio::spawn(replica_fetcher::run(partition, target, stop));
+                    }
+                    _ => partition.become_none(),
+                }
+            }
+        }
+    }
+
+    /// Every so often, drops lagging followers from the ISRs this broker leads.
+    async fn isr_loop(self: Arc<Self>, ctx: Arc<BrokerContext>) {
+        let every = (self.replication.replica_lag_max / 4).max(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let now = std::time::Instant::now();
+            for topic in ctx.registry.topics().values() {
+                if !topic.meta.cluster {
+                    continue;
+                }
+                for partition in &topic.partitions {
+                    if let Some(proposal) = partition.on_tick(now) {
+                        self.propose_isr(partition.clone(), proposal);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a leader's ISR proposal to the controller; the committed ISR comes back through
+    /// the metadata, a refusal is handed to the partition.
+    pub fn propose_isr(self: &Arc<Self>, partition: Arc<Partition>, proposal: IsrProposal) {
+        let role = self.clone();
+        tokio::spawn(async move {
+            let command = Command::AlterIsr {
+                topic: partition.topic().to_string(),
+                partition: partition.id(),
+                leader: role.node_id,
+                leader_epoch: proposal.leader_epoch,
+                partition_epoch: proposal.partition_epoch,
+                isr: proposal.isr.clone(),
+            };
+            match role
+                .controller
+                .submit_to_controller(command, ADMIN_PATIENCE)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(topic = partition.topic(), partition = partition.id(), isr = ?proposal.isr, "ISR changed")
+                }
+                Err(e) => {
+                    tracing::info!(topic = partition.topic(), partition = partition.id(), cause = %e, "ISR change refused");
+                    partition.on_isr_rejected();
+                }
+            }
+        });
     }
 
     /// Graceful shutdown, first step: stop heartbeating and ask the controller to fence this
@@ -254,9 +371,6 @@ impl ClusterRole {
             .await?;
         let live = self.metadata().live_brokers();
         let rf = replication_factor.max(1);
-        if rf > 1 {
-            return Err(AdminError::ReplicationUnavailable { requested: rf });
-        }
         let start = live.len().max(1);
         let start = (crc32fast::hash(name.as_bytes()) as usize) % start;
         let replicas = assign_replicas(&live, partitions, rf, start).map_err(|_| {

@@ -17,6 +17,7 @@ pub mod grpc;
 mod http;
 mod incoming;
 pub mod metrics;
+mod replica_fetcher;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -157,7 +158,11 @@ pub async fn start(
         config.server.max_partitions_per_topic,
     )
     .await?;
-    let producer_ids = ProducerIds::open(&config.server.data_dir).map_err(RegistryError::from)?;
+    let mut producer_ids =
+        ProducerIds::open(&config.server.data_dir).map_err(RegistryError::from)?;
+    if !config.cluster.voters()?.is_empty() {
+        producer_ids = producer_ids.in_cluster(config.server.node_id);
+    }
     let groups = &config.groups;
     let group_config = GroupConfig {
         session_timeout: Duration::from_millis(groups.session_timeout_ms),

@@ -123,12 +123,14 @@ pub fn fetch_request(
         max_wait_ms,
         min_bytes,
         max_bytes: 0,
+        replica_id: None,
         topics: vec![FetchTopic {
             topic: topic.into(),
             partitions: vec![FetchPartition {
                 partition,
                 fetch_offset: offset,
                 partition_max_bytes: 0,
+                current_leader_epoch: None,
             }],
         }],
     }

@@ -385,6 +385,7 @@ async fn fetch_round(
             max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
             min_bytes: 1,
             max_bytes: FETCH_MAX_BYTES,
+            replica_id: None,
             topics: vec![FetchTopic {
                 topic: topic.to_owned(),
                 partitions: group
@@ -393,6 +394,7 @@ async fn fetch_round(
                         partition: *p,
                         fetch_offset: positions[p],
                         partition_max_bytes: 0,
+                        current_leader_epoch: None,
                     })
                     .collect(),
             }],

@@ -373,6 +373,7 @@ impl Fetcher {
                 partition: target.tp.partition,
                 fetch_offset: target.offset,
                 partition_max_bytes: self.config.partition_max_bytes(),
+                current_leader_epoch: None,
             };
             match topics.last_mut() {
                 Some(t) if *t.topic == *target.tp.topic => t.partitions.push(partition),
@@ -387,6 +388,7 @@ impl Fetcher {
             max_wait_ms: u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX),
             min_bytes: self.config.fetch_min_bytes(),
             max_bytes: self.config.fetch_max_bytes(),
+            replica_id: None,
             topics,
         };
         let target = self.brokers.target(node);

@@ -271,6 +271,17 @@ impl Broker for Service {
     ) -> Result<Response<InitProducerIdResponse>, Status> {
         forward(self.upstream().init_producer_id(request.into_inner()).await)
     }
+
+    async fn offset_for_leader_epoch(
+        &self,
+        request: Request<OffsetForLeaderEpochRequest>,
+    ) -> Result<Response<OffsetForLeaderEpochResponse>, Status> {
+        forward(
+            self.upstream()
+                .offset_for_leader_epoch(request.into_inner())
+                .await,
+        )
+    }
 }
 
 /// The broker's answer as this fake's own (its message only, not the broker's headers).

@@ -90,8 +90,9 @@ struct PartitionOutcome {
 async fn produce_partition(
     partition: Arc<Partition>,
     records: Bytes,
-    wait: bool,
+    acks: Acks,
 ) -> PartitionOutcome {
+    let wait = acks != Acks::None;
     let fail = |code, msg| PartitionOutcome {
         error: Some((code, msg)),
         base_offset: -1,
@@ -111,12 +112,21 @@ async fn produce_partition(
         }
     }
     let bytes: u64 = checked.iter().map(|(b, _)| b.len() as u64).sum();
+    let epoch = match partition.produce_epoch() {
+        Ok(epoch) => epoch,
+        Err((code, msg)) => return fail(code, msg),
+    };
+    if acks == Acks::All
+        && let Err(e) = partition.check_min_insync()
+    {
+        return fail(ErrorCode::NotEnoughReplicas, e.to_string());
+    }
     // Queue every batch before waiting for any: they are appended in request order, and with
     // acks=none the answer goes out once they are queued.
     let log = partition.log();
     let mut pending = Vec::with_capacity(checked.len());
     for (b, h) in checked {
-        match log.enqueue_validated(b, h, LeaderEpoch(0)).await {
+        match log.enqueue_validated(b, h, epoch).await {
             Ok(rx) => pending.push(rx),
             Err(e) => return fail(log_error_code(&e), e.to_string()),
         }
@@ -125,17 +135,20 @@ async fn produce_partition(
     let dir = log.dir().to_path_buf();
     let outcome = async move {
         let mut first = None;
+        let mut last = Offset(-1);
         let mut messages = 0u64;
         for rx in pending {
             let info = rx
                 .await
                 .map_err(|_| LogError::Closed { path: dir.clone() })??;
             messages += (info.last_offset.0 - info.base_offset.0 + 1) as u64;
+            last = info.last_offset;
             first.get_or_insert(info);
         }
+        partition.on_append();
         metrics::counter!("brook_bytes_in_total", "topic" => topic.clone()).increment(bytes);
         metrics::counter!("brook_messages_in_total", "topic" => topic).increment(messages);
-        Ok::<_, LogError>(first.expect("at least one batch"))
+        Ok::<_, LogError>((first.expect("at least one batch"), last, partition))
     };
     if !wait {
         tokio::spawn(async move {
@@ -149,13 +162,38 @@ async fn produce_partition(
             append_time: -1,
         };
     }
-    match outcome.await {
-        Ok(info) => PartitionOutcome {
-            error: None,
-            base_offset: info.base_offset.0,
-            append_time: info.log_append_time_ms,
-        },
-        Err(e) => fail(log_error_code(&e), e.to_string()),
+    let (info, last, partition) = match outcome.await {
+        Ok(done) => done,
+        Err(e) => return fail(log_error_code(&e), e.to_string()),
+    };
+    if acks == Acks::All {
+        // Acknowledged once the high watermark passes the last record: every in-sync
+        // replica holds it.
+        let mut visible = partition.subscribe_visible();
+        loop {
+            match partition.acks_all_status(last) {
+                Some(Ok(())) => break,
+                Some(Err(e)) => {
+                    return fail(
+                        ErrorCode::NotEnoughReplicas,
+                        format!("after the append: {e}"),
+                    );
+                }
+                None => {}
+            }
+            if visible.changed().await.is_err() || partition.produce_epoch() != Ok(epoch) {
+                return fail(
+                    ErrorCode::NotLeader,
+                    "this broker lost the partition's leadership before the write was replicated"
+                        .into(),
+                );
+            }
+        }
+    }
+    PartitionOutcome {
+        error: None,
+        base_offset: info.base_offset.0,
+        append_time: info.log_append_time_ms,
     }
 }
 
@@ -167,7 +205,7 @@ impl Broker for BrokerService {
     ) -> Result<Response<ProduceResponse>, Status> {
         let started = Instant::now();
         let req = request.into_inner();
-        let wait = req.acks() != Acks::None;
+        let acks = req.acks();
         let timeout = match req.timeout_ms {
             0 => self.ctx.config.server.produce_timeout_ms,
             ms => u64::from(ms).min(self.ctx.config.server.produce_timeout_ms),
@@ -187,7 +225,7 @@ impl Broker for BrokerService {
                         Ok(partition) => {
                             match tokio::time::timeout(
                                 Duration::from_millis(timeout),
-                                produce_partition(partition, p.records, wait),
+                                produce_partition(partition, p.records, acks),
                             )
                             .await
                             {
@@ -242,10 +280,24 @@ impl Broker for BrokerService {
         };
         // Resolve partitions and subscribe to their log ends before the first read, so an
         // append between the read and the wait still wakes us.
+        let replica = req.replica_id;
         let mut wanted = Vec::new();
         for t in &req.topics {
             for p in &t.partitions {
-                let partition = self.serving(&t.topic, p.partition);
+                let partition = self.serving(&t.topic, p.partition).and_then(|partition| {
+                    partition.check_leader_epoch(p.current_leader_epoch)?;
+                    if let Some(node) = replica {
+                        let proposal = partition.on_replica_fetch(
+                            node,
+                            Offset(p.fetch_offset),
+                            p.current_leader_epoch,
+                        )?;
+                        if let (Some(proposal), Some(cluster)) = (proposal, &self.ctx.cluster) {
+                            cluster.propose_isr(partition.clone(), proposal);
+                        }
+                    }
+                    Ok(partition)
+                });
                 let limit = match p.partition_max_bytes {
                     0 => server.fetch_partition_max_bytes,
                     n => n as usize,
@@ -261,7 +313,12 @@ impl Broker for BrokerService {
         }
         let mut watches: Vec<_> = wanted
             .iter()
-            .filter_map(|w| w.4.as_ref().ok().map(|p| p.log().subscribe_end()))
+            .filter_map(|w| {
+                w.4.as_ref().ok().map(|p| match replica {
+                    Some(_) => p.log().subscribe_end(),
+                    None => p.subscribe_visible(),
+                })
+            })
             .collect();
         loop {
             for w in &mut watches {
@@ -271,10 +328,11 @@ impl Broker for BrokerService {
                 .iter()
                 .map(|(t, n, o, l, p)| (t.clone(), *n, *o, *l, p.clone()))
                 .collect();
-            let (topics, total, any_error) =
-                tokio::task::spawn_blocking(move || read_partitions(jobs, max_bytes))
-                    .await
-                    .map_err(|e| Status::internal(format!("fetch task failed: {e}")))?;
+            let (topics, total, any_error) = tokio::task::spawn_blocking(move || {
+                read_partitions(jobs, max_bytes, replica.is_some())
+            })
+            .await
+            .map_err(|e| Status::internal(format!("fetch task failed: {e}")))?;
             let now = tokio::time::Instant::now();
             let stopping = self.ctx.shutdown.is_cancelled();
             if total >= req.min_bytes as usize
@@ -364,6 +422,16 @@ impl Broker for BrokerService {
             .await
             .map_err(|e| Status::internal(format!("producer id task failed: {e}")))?;
         Ok(Response::new(res))
+    }
+
+    async fn offset_for_leader_epoch(
+        &self,
+        request: Request<OffsetForLeaderEpochRequest>,
+    ) -> Result<Response<OffsetForLeaderEpochResponse>, Status> {
+        Ok(Response::new(offset_for_leader_epoch(
+            self,
+            &request.into_inner(),
+        )))
     }
 
     async fn metadata(
@@ -468,6 +536,30 @@ fn cluster_metadata(cluster: &ClusterRole, wanted: Vec<String>) -> MetadataRespo
     }
 }
 
+fn offset_for_leader_epoch(
+    service: &BrokerService,
+    req: &OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let answer = service.serving(&req.topic, req.partition).and_then(|p| {
+        p.check_leader_epoch(Some(req.current_leader_epoch))?;
+        Ok(p.log().epoch_end(LeaderEpoch(req.leader_epoch)))
+    });
+    match answer {
+        Ok(end) => OffsetForLeaderEpochResponse {
+            error_code: ErrorCode::None as i32,
+            error_message: String::new(),
+            leader_epoch: end.epoch.0,
+            end_offset: end.end_offset.0,
+        },
+        Err((code, message)) => OffsetForLeaderEpochResponse {
+            error_code: code as i32,
+            error_message: message,
+            leader_epoch: -1,
+            end_offset: -1,
+        },
+    }
+}
+
 fn init_producer(ctx: &BrokerContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
     match ctx.producer_ids.init(req.producer_id, req.producer_epoch) {
         Ok((producer_id, epoch)) => InitProducerIdResponse {
@@ -508,9 +600,24 @@ type FetchJob = (
 
 /// Reads every requested partition (blocking file reads: run off the reactor). Returns the
 /// response topics, the bytes read and whether any partition failed.
+/// The whole batches of `bytes` that start below `end`: a leader's batches above the high
+/// watermark are not yet committed. The high watermark is always at a batch boundary
+/// (followers copy whole batches).
+fn below(bytes: Bytes, end: i64) -> Bytes {
+    let mut at = 0;
+    while at < bytes.len() {
+        match brook_proto::BatchHeader::parse(&bytes[at..]) {
+            Ok(h) if h.base_offset < end => at += h.total_size(),
+            _ => break,
+        }
+    }
+    bytes.slice(..at.min(bytes.len()))
+}
+
 fn read_partitions(
     jobs: Vec<FetchJob>,
     max_bytes: usize,
+    replica: bool,
 ) -> (Vec<FetchTopicResponse>, usize, bool) {
     let mut topics: Vec<FetchTopicResponse> = Vec::new();
     let mut total = 0usize;
@@ -531,17 +638,27 @@ fn read_partitions(
                 any_error = true;
             }
             Ok(p) => {
-                out.high_watermark = p.high_watermark().0;
+                let high_watermark = p.high_watermark();
+                out.high_watermark = high_watermark.0;
                 out.log_start_offset = p.log().start_offset().0;
+                // Consumers read below the high watermark only; replicas up to the log end.
+                let visible_end = if replica { i64::MAX } else { high_watermark.0 };
                 // The first non-empty partition may exceed max_bytes by one batch (KIP-74).
                 let budget = if total == 0 {
                     limit.min(max_bytes)
                 } else {
                     limit.min(max_bytes.saturating_sub(total))
                 };
-                if budget > 0 || total == 0 {
+                let hidden = offset >= visible_end && offset <= p.log().end_offset().0;
+                if (budget > 0 || total == 0) && !hidden {
                     match p.log().read_blocking(Offset(offset), budget.max(1)) {
                         Ok(bytes) => {
+                            // Only a leader's reads can reach past the high watermark.
+                            let bytes = if visible_end < p.log().end_offset().0 {
+                                below(bytes, visible_end)
+                            } else {
+                                bytes
+                            };
                             total += bytes.len();
                             out.records = bytes;
                         }

@@ -18,6 +18,7 @@ pub fn log_error_code(err: &LogError) -> ErrorCode {
         LogError::Closed { .. } => ErrorCode::UnknownTopicOrPartition,
         LogError::Config(_) => ErrorCode::InvalidConfig,
         LogError::StaleLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+        LogError::ReplicaGap { .. } => ErrorCode::OffsetOutOfRange,
         LogError::Io { .. }
         | LogError::Corrupt { .. }
         | LogError::Locked { .. }
@@ -33,9 +34,7 @@ pub fn admin_error_code(err: &AdminError) -> ErrorCode {
         AdminError::TopicExists { .. } => ErrorCode::TopicAlreadyExists,
         AdminError::InvalidName(_) => ErrorCode::InvalidTopic,
         AdminError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
-        AdminError::InvalidReplicationFactor { .. } | AdminError::ReplicationUnavailable { .. } => {
-            ErrorCode::InvalidReplicationFactor
-        }
+        AdminError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
         AdminError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         AdminError::Storage(e) => log_error_code(e),
         AdminError::Cluster { .. } => ErrorCode::RequestTimedOut,
