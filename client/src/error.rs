@@ -127,11 +127,12 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
-/// A request cut off by its connection breaking (the broker died mid-request): tonic
-/// reports it as `UNKNOWN` "transport error", with the transport error as its source.
+/// A request cut off by its connection breaking: tonic reports a broker killed mid-request
+/// as `UNKNOWN` "transport error" and a connection the broker closed while stopping as
+/// `CANCELLED` "connection closed", each with the transport error as its source.
 fn is_broken_connection(status: &tonic::Status) -> bool {
     use std::error::Error;
-    status.code() == tonic::Code::Unknown
+    matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled)
         && status
             .source()
             .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some())

@@ -51,16 +51,22 @@ fn healthy(m: &MetadataResponse) -> bool {
         && p.iter().all(|(l, isr)| *l > 0 && *isr == 3)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
-    let seed: u64 = std::env::var("BROOK_TEST_SEED")
+/// The cluster tests of this file run one at a time: three clusters at once on two cores
+/// would starve the heartbeats they measure.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn seed() -> u64 {
+    let seed = std::env::var("BROOK_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     println!("replication seed {seed} (set BROOK_TEST_SEED={seed} to repeat)");
-    let mut rng = StdRng::seed_from_u64(seed);
+    seed
+}
 
-    let mut cluster = Cluster::start(3, &ENV);
+/// Three brokers and the topic, every ISR whole; returns its metadata.
+async fn cluster_with_topic() -> (Cluster, MetadataResponse) {
+    let cluster = Cluster::start(3, &ENV);
     cluster
         .wait_metadata(1, "three live brokers", PATIENCE, |m| m.brokers.len() == 3)
         .await;
@@ -86,37 +92,50 @@ async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
         "{}",
         response.results[0].error_message
     );
-    let before = cluster
+    let metadata = cluster
         .wait_metadata(1, "topic with full ISRs", PATIENCE, healthy)
         .await;
-    replica_requests_are_checked(&cluster, &before).await;
+    (cluster, metadata)
+}
 
-    // Continuous acks=all produce from one task; every acknowledgement is recorded.
-    let config = ProducerConfig::builder()
-        .request_timeout(Duration::from_secs(5))
-        .delivery_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let producer = Producer::connect(&cluster.node(1).grpc, config)
-        .await
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut acked: Vec<(u32, i64, String)> = Vec::new();
-            let mut failed: Vec<String> = Vec::new();
+/// Continuous idempotent acks=all produce from one task, recording every outcome.
+struct Load {
+    stop: Arc<AtomicBool>,
+    writer: tokio::task::JoinHandle<Outcomes>,
+}
+
+/// Acknowledged writes as (partition, offset, value), failed writes, writes sent.
+type Outcomes = (Vec<(u32, i64, String)>, Vec<String>, u64);
+
+impl Load {
+    /// Starts producing, with broker `bootstrap` as the bootstrap broker.
+    async fn start(cluster: &Cluster, bootstrap: i32) -> Load {
+        let config = ProducerConfig::builder()
+            .request_timeout(Duration::from_secs(5))
+            .delivery_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let producer = Producer::connect(&cluster.node(bootstrap).grpc, config)
+            .await
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let writer = tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut failed = Vec::new();
             let mut pending = Vec::new();
             let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let value = format!("v{i}");
-                let record = ProducerRecord::new(TOPIC, value.clone()).key(format!("k{}", i % 97));
-                match producer.enqueue(record).await {
-                    Ok(delivery) => pending.push((value, delivery)),
-                    Err(e) => panic!("enqueue failed: {e}"),
+            loop {
+                let done = flag.load(Ordering::Relaxed);
+                if !done {
+                    let value = format!("v{i}");
+                    let record =
+                        ProducerRecord::new(TOPIC, value.clone()).key(format!("k{}", i % 97));
+                    let delivery = producer.enqueue(record).await.expect("enqueue");
+                    pending.push((value, delivery));
+                    i += 1;
                 }
-                i += 1;
-                if pending.len() >= 50 {
+                if pending.len() >= 50 || done {
                     for (value, delivery) in pending.drain(..) {
                         match delivery.await {
                             Ok(meta) => acked.push((meta.partition, meta.offset.unwrap(), value)),
@@ -124,60 +143,43 @@ async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
                         }
                     }
                 }
-            }
-            for (value, delivery) in pending.drain(..) {
-                match delivery.await {
-                    Ok(meta) => acked.push((meta.partition, meta.offset.unwrap(), value)),
-                    Err(e) => failed.push(format!("{e:?}")),
+                if done {
+                    break;
                 }
             }
             producer.close().await;
             (acked, failed, i)
-        })
-    };
+        });
+        Load { stop, writer }
+    }
 
-    // Kill the leader of partition 0 at a seeded moment.
-    tokio::time::sleep(Duration::from_millis(rng.random_range(500..2500))).await;
-    let victim = partitions(&before)[0].0;
-    println!("SIGKILL broker {victim}, the leader of {TOPIC}-0");
-    cluster.kill(victim);
-    let survivor = if victim == 1 { 2 } else { 1 };
-    cluster
-        .wait_metadata(
-            survivor,
-            "new leaders without the killed broker",
-            PATIENCE,
-            |m| {
-                let p = partitions(m);
-                p.len() == PARTITIONS as usize && p.iter().all(|(l, _)| *l > 0 && *l != victim)
-            },
-        )
-        .await;
-    tokio::time::sleep(Duration::from_millis(rng.random_range(1000..2500))).await;
+    async fn finish(self) -> Outcomes {
+        self.stop.store(true, Ordering::Relaxed);
+        self.writer.await.unwrap()
+    }
+}
 
-    // It comes back, truncates, catches up and rejoins every ISR.
-    cluster.start_node(victim);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (acked, failed, sent) = writer.await.unwrap();
-    let after = cluster
-        .wait_metadata(survivor, "every ISR whole again", PATIENCE, healthy)
+/// The checker: every acknowledged write is in its partition at its offset, nothing is
+/// duplicated, every write was acknowledged, and every broker's files hold the same records
+/// below the high watermark. Stops the cluster.
+async fn check(mut cluster: Cluster, outcomes: Outcomes, seed: u64) {
+    let (acked, failed, sent) = outcomes;
+    let metadata = cluster
+        .wait_metadata(1, "every ISR whole", PATIENCE, healthy)
         .await;
     println!("sent {sent}, acknowledged {}", acked.len());
-    // Idempotent, retried through the failover within the delivery timeout: every write lands.
+    // Idempotent and retried within the delivery timeout: every write lands.
+    let kinds: BTreeSet<&String> = failed.iter().collect();
     assert!(
         failed.is_empty(),
-        "seed {seed}: {} writes failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(3)]
+        "seed {seed}: {} writes failed: {kinds:?}",
+        failed.len()
     );
     assert!(
         acked.len() > 100,
         "too few acknowledged writes to mean anything"
     );
-
-    // The checker.
-    let leaders: Vec<i32> = partitions(&after).iter().map(|(l, _)| *l).collect();
+    let leaders: Vec<i32> = partitions(&metadata).iter().map(|(l, _)| *l).collect();
     let mut stored: BTreeMap<u32, Vec<(i64, String)>> = BTreeMap::new();
     let mut high_watermarks = BTreeMap::new();
     for p in 0..PARTITIONS {
@@ -202,8 +204,16 @@ async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
         }
     }
     let acked_values: BTreeSet<&String> = acked.iter().map(|(_, _, v)| v).collect();
-    let unacked_stored = seen.iter().filter(|v| !acked_values.contains(v)).count();
-    println!("stored but not acknowledged (failed or unanswered writes): {unacked_stored}");
+    let unseen: Vec<&&String> = acked_values
+        .iter()
+        .filter(|v| !seen.contains(**v))
+        .collect();
+    println!(
+        "lost {}, duplicated {}, unseen {}",
+        lost.len(),
+        duplicated.len(),
+        unseen.len()
+    );
     assert!(
         lost.is_empty(),
         "seed {seed}: {} acknowledged records lost: {:?}",
@@ -214,6 +224,7 @@ async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
         duplicated.is_empty(),
         "seed {seed}: duplicated with idempotence: {duplicated:?}"
     );
+    assert!(unseen.is_empty(), "seed {seed}: unseen: {unseen:?}");
 
     // Every replica holds the same records below the high watermark: stop the cluster and
     // read each broker's copy from its files.
@@ -239,11 +250,8 @@ async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
                     for record in batch.unwrap().records().unwrap() {
                         let record = record.unwrap();
                         if record.offset < hw {
-                            copy.push((
-                                record.offset,
-                                String::from_utf8(record.value.as_deref().unwrap().to_vec())
-                                    .unwrap(),
-                            ));
+                            let value = record.value.as_deref().unwrap();
+                            copy.push((record.offset, String::from_utf8_lossy(value).into_owned()));
                         }
                         offset = brook_proto::Offset(record.offset + 1);
                     }
@@ -256,6 +264,108 @@ async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
             );
         }
     }
+}
+
+/// (a) and (d): SIGKILL the leader of a partition during continuous acks=all produce; it
+/// restarts, truncates, catches up and rejoins every ISR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut cluster, before) = cluster_with_topic().await;
+    replica_requests_are_checked(&cluster, &before).await;
+    let load = Load::start(&cluster, 1).await;
+
+    tokio::time::sleep(Duration::from_millis(rng.random_range(500..2500))).await;
+    let victim = partitions(&before)[0].0;
+    println!("SIGKILL broker {victim}, the leader of {TOPIC}-0");
+    cluster.kill(victim);
+    let survivor = if victim == 1 { 2 } else { 1 };
+    cluster
+        .wait_metadata(
+            survivor,
+            "new leaders without the killed broker",
+            PATIENCE,
+            |m| {
+                let p = partitions(m);
+                p.len() == PARTITIONS as usize && p.iter().all(|(l, _)| *l > 0 && *l != victim)
+            },
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(1000..2500))).await;
+    cluster.start_node(victim);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let outcomes = load.finish().await;
+    check(cluster, outcomes, seed).await;
+}
+
+/// (c): every broker in turn is stopped cleanly and restarted under load; each waits for
+/// every ISR to be whole before the next goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut cluster, _) = cluster_with_topic().await;
+    let load = Load::start(&cluster, 1).await;
+    for id in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+        println!("restarting broker {id}");
+        let status = cluster.terminate(id);
+        assert!(status.success(), "broker {id} stopped with {status}");
+        let other = if id == 1 { 2 } else { 1 };
+        let m = cluster.metadata(other).await.unwrap();
+        assert!(
+            !m.brokers.iter().any(|b| b.node_id == id),
+            "seed {seed}: broker {id} still live after a clean stop"
+        );
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+        cluster.start_node(id);
+        cluster
+            .wait_metadata(
+                other,
+                "every ISR whole after the restart",
+                PATIENCE,
+                healthy,
+            )
+            .await;
+    }
+    let outcomes = load.finish().await;
+    check(cluster, outcomes, seed).await;
+}
+
+/// (d): a broker down for a while (with three partitions on three brokers it follows two of
+/// them and leads one) leaves every ISR, and after its restart catches up and rejoins them,
+/// while writes go on with the two others (min.insync.replicas 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_down_for_a_while_catches_up_and_rejoins() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut cluster, before) = cluster_with_topic().await;
+    let leaders: BTreeSet<i32> = partitions(&before).iter().map(|(l, _)| *l).collect();
+    // A broker leading nothing, if there is one; else broker 3.
+    let follower = (1..=3).rev().find(|id| !leaders.contains(id)).unwrap_or(3);
+    let load = Load::start(&cluster, 1).await;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(300..1000))).await;
+    println!("SIGKILL follower {follower}");
+    cluster.kill(follower);
+    let other = if follower == 1 { 2 } else { 1 };
+    cluster
+        .wait_metadata(other, "every ISR without the follower", PATIENCE, |m| {
+            partitions(m)
+                .iter()
+                .all(|(l, isr)| *l != follower && *isr == 2)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(2000..4000))).await;
+    cluster.start_node(follower);
+    cluster
+        .wait_metadata(other, "the follower back in every ISR", PATIENCE, healthy)
+        .await;
+    let outcomes = load.finish().await;
+    check(cluster, outcomes, seed).await;
 }
 
 /// The leader checks what replicas send: the leader epoch they follow, that they are

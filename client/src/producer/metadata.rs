@@ -71,16 +71,57 @@ impl MetadataCache {
         self.load(names).await
     }
 
+    /// Asks the bootstrap broker, then, if it cannot answer, every other known broker in turn
+    /// (a cluster keeps answering while the bootstrap broker restarts).
     async fn load(&mut self, names: Vec<String>) -> Result<(), ClientError> {
-        let mut client = self.bootstrap.broker();
-        let request = client.metadata(MetadataRequest { topics: names });
-        let response = tokio::time::timeout(self.timeout, request)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                operation: "metadata request".into(),
-                after: self.timeout,
-            })??
-            .into_inner();
+        let mut sources = vec![self.bootstrap.clone()];
+        let mut others: Vec<(i32, String)> = (self.brokers.iter())
+            .map(|(node, addr)| (*node, addr.clone()))
+            .collect();
+        others.sort();
+        let mut failure = None;
+        let mut others = others.into_iter();
+        let response = loop {
+            let conn = match sources.pop() {
+                Some(conn) => conn,
+                None => match others.next() {
+                    Some((node, addr)) if addr != self.bootstrap.addr() => {
+                        match self.connections.get(&node) {
+                            Some(conn) => conn.clone(),
+                            None => match Connection::connect(&addr).await {
+                                Ok(conn) => conn,
+                                Err(e) => {
+                                    failure = Some(e);
+                                    continue;
+                                }
+                            },
+                        }
+                    }
+                    Some(_) => continue,
+                    None => return Err(failure.expect("the bootstrap broker was asked")),
+                },
+            };
+            let mut client = conn.broker();
+            let request = client.metadata(MetadataRequest {
+                topics: names.clone(),
+            });
+            match tokio::time::timeout(self.timeout, request).await {
+                Ok(Ok(response)) => break response.into_inner(),
+                Ok(Err(status)) => {
+                    let e = ClientError::Rpc(status);
+                    if !e.is_retriable() {
+                        return Err(e);
+                    }
+                    failure = Some(e);
+                }
+                Err(_) => {
+                    failure = Some(ClientError::Timeout {
+                        operation: "metadata request".into(),
+                        after: self.timeout,
+                    })
+                }
+            }
+        };
         for topic in response.topics {
             if topic.error_code == ErrorCode::UnknownTopicOrPartition as i32 {
                 self.topics.remove(&topic.name);
