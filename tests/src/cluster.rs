@@ -227,6 +227,46 @@ impl Cluster {
         }
     }
 
+    /// Broker `id`'s `/metrics` text.
+    pub async fn metrics(&self, id: i32) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&self.node(id).http).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: brook\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        Ok(text)
+    }
+
+    /// The value of the unlabelled metric `name` on broker `id`, polled until `check`
+    /// accepts it, for at most `limit`.
+    pub async fn wait_metric(
+        &self,
+        id: i32,
+        name: &str,
+        limit: Duration,
+        check: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let value = self.metrics(id).await.ok().and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            });
+            if let Some(v) = value
+                && check(v)
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker {id}: {name} = {value:?} not accepted within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Polls broker `id`'s metadata until `check` accepts it, for at most `limit`; panics
     /// with `what` and the last answer otherwise.
     pub async fn wait_metadata(

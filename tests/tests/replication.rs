@@ -359,11 +359,39 @@ async fn a_follower_down_for_a_while_catches_up_and_rejoins() {
                 .all(|(l, isr)| *l != follower && *isr == 2)
         })
         .await;
+    // The metrics say so: a fenced broker, under-replicated partitions on the leaders.
+    cluster
+        .wait_metric(other, "brook_cluster_fenced_brokers", PATIENCE, |v| {
+            v == 1.0
+        })
+        .await;
+    cluster
+        .wait_metric(other, "brook_under_replicated_partitions", PATIENCE, |v| {
+            v >= 1.0
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(rng.random_range(2000..4000))).await;
     cluster.start_node(follower);
     cluster
         .wait_metadata(other, "the follower back in every ISR", PATIENCE, healthy)
         .await;
+    cluster
+        .wait_metric(other, "brook_under_replicated_partitions", PATIENCE, |v| {
+            v == 0.0
+        })
+        .await;
+    cluster
+        .wait_metric(other, "brook_isr_expands_total", PATIENCE, |v| v >= 1.0)
+        .await;
+    let mut controllers = 0.0;
+    for id in 1..=3 {
+        controllers += cluster
+            .wait_metric(id, "brook_cluster_is_controller", PATIENCE, |v| {
+                v == 0.0 || v == 1.0
+            })
+            .await;
+    }
+    assert_eq!(controllers, 1.0, "exactly one controller");
     let outcomes = load.finish().await;
     check(cluster, outcomes, seed).await;
 }

@@ -295,6 +295,7 @@ impl ClusterRole {
                 _ = tokio::time::sleep(every) => {}
             }
             let now = std::time::Instant::now();
+            let mut max_lag = 0;
             for topic in ctx.registry.topics().values() {
                 if !topic.meta.cluster {
                     continue;
@@ -303,9 +304,44 @@ impl ClusterRole {
                     if let Some(proposal) = partition.on_tick(now) {
                         self.propose_isr(partition.clone(), proposal);
                     }
+                    let lag = partition.follower_lag().into_iter().map(|(_, l)| l).max();
+                    max_lag = max_lag.max(lag.unwrap_or(0));
                 }
             }
+            self.record_gauges(max_lag);
         }
+    }
+
+    /// The cluster gauges, from this broker's copy of the metadata.
+    fn record_gauges(&self, max_lag: i64) {
+        let metadata = self.metadata();
+        let live = metadata.live_brokers().len();
+        let partitions = metadata.topics.values().flat_map(|t| t.partitions.iter());
+        let (mut offline, mut led, mut under) = (0, 0, 0);
+        for p in partitions {
+            match p.leader {
+                None => offline += 1,
+                Some(leader) if leader == self.node_id => {
+                    led += 1;
+                    if p.isr.len() < p.replicas.len() {
+                        under += 1;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let controller = if self.controller.is_controller() {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!("brook_cluster_is_controller").set(controller);
+        metrics::gauge!("brook_cluster_live_brokers").set(live as f64);
+        metrics::gauge!("brook_cluster_fenced_brokers").set((metadata.brokers.len() - live) as f64);
+        metrics::gauge!("brook_cluster_offline_partitions").set(offline as f64);
+        metrics::gauge!("brook_leader_partitions").set(led as f64);
+        metrics::gauge!("brook_under_replicated_partitions").set(under as f64);
+        metrics::gauge!("brook_replica_max_lag_records").set(max_lag as f64);
     }
 
     /// Sends a leader's ISR proposal to the controller; the committed ISR comes back through
@@ -321,12 +357,20 @@ impl ClusterRole {
                 partition_epoch: proposal.partition_epoch,
                 isr: proposal.isr.clone(),
             };
+            let before = (role.metadata().topics.get(partition.topic()))
+                .and_then(|t| t.partitions.get(partition.id() as usize))
+                .map_or(0, |p| p.isr.len());
             match role
                 .controller
                 .submit_to_controller(command, ADMIN_PATIENCE)
                 .await
             {
                 Ok(_) => {
+                    if proposal.isr.len() < before {
+                        metrics::counter!("brook_isr_shrinks_total").increment(1);
+                    } else {
+                        metrics::counter!("brook_isr_expands_total").increment(1);
+                    }
                     tracing::info!(topic = partition.topic(), partition = partition.id(), isr = ?proposal.isr, "ISR changed")
                 }
                 Err(e) => {

@@ -9,6 +9,11 @@
 //! | `brook_log_end_offset`, `brook_log_start_offset`, `brook_log_size_bytes` | gauge | topic, partition |
 //! | `brook_connections` | gauge | |
 //! | `brook_connections_rejected_total` | counter | |
+//! | `brook_cluster_is_controller`, `brook_cluster_live_brokers`, `brook_cluster_fenced_brokers` | gauge | |
+//! | `brook_cluster_offline_partitions` | gauge | |
+//! | `brook_under_replicated_partitions`, `brook_leader_partitions` | gauge | |
+//! | `brook_replica_max_lag_records` | gauge | |
+//! | `brook_isr_shrinks_total`, `brook_isr_expands_total` | counter | |
 
 use std::sync::OnceLock;
 
@@ -78,6 +83,39 @@ fn describe() {
         "Bytes on disk per partition"
     );
     describe_gauge!("brook_connections", "Open gRPC connections");
+    describe_gauge!(
+        "brook_cluster_is_controller",
+        "1 while this broker is the controller (the quorum's leader), else 0"
+    );
+    describe_gauge!(
+        "brook_cluster_live_brokers",
+        "Registered, unfenced brokers, as this broker's metadata says"
+    );
+    describe_gauge!(
+        "brook_cluster_fenced_brokers",
+        "Registered brokers the controller holds fenced"
+    );
+    describe_gauge!(
+        "brook_cluster_offline_partitions",
+        "Partitions of the cluster without a leader"
+    );
+    describe_gauge!(
+        "brook_under_replicated_partitions",
+        "Partitions this broker leads whose ISR is smaller than their replica list"
+    );
+    describe_gauge!("brook_leader_partitions", "Partitions this broker leads");
+    describe_gauge!(
+        "brook_replica_max_lag_records",
+        "Largest lag of a follower behind this broker, over the partitions it leads"
+    );
+    describe_counter!(
+        "brook_isr_shrinks_total",
+        "ISR shrinks this broker proposed as leader and the controller committed"
+    );
+    describe_counter!(
+        "brook_isr_expands_total",
+        "ISR expansions this broker proposed as leader and the controller committed"
+    );
     describe_counter!(
         "brook_connections_rejected_total",
         "Connections closed because max_connections was reached"
