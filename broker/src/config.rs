@@ -164,6 +164,11 @@ pub struct ClusterConfig {
     /// Fewest in-sync replicas, the leader included, for an acks=all write; fewer is refused
     /// with NOT_ENOUGH_REPLICAS (Kafka `min.insync.replicas`; default 1; 1..=100).
     pub min_insync_replicas: u32,
+    /// How often the controller moves leadership back to each partition's preferred replica
+    /// once it is in sync again (Kafka `auto.leader.rebalance.enable` with
+    /// `leader.imbalance.check.interval.seconds`); 0 turns it off (default 30 000;
+    /// 0..=3 600 000).
+    pub leader_rebalance_interval_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -174,6 +179,7 @@ impl Default for ClusterConfig {
             session_timeout_ms: 3_000,
             replica_lag_time_max_ms: 30_000,
             min_insync_replicas: 1,
+            leader_rebalance_interval_ms: 30_000,
         }
     }
 }
@@ -470,7 +476,7 @@ impl BrokerConfig {
         #[rustfmt::skip]
         let g = &self.groups;
         let c = &self.cluster;
-        let ranges: [(&'static str, i128, i128, i128); 18] = [
+        let ranges: [(&'static str, i128, i128, i128); 19] = [
             ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
             (
                 "server.max_request_bytes",
@@ -568,6 +574,12 @@ impl BrokerConfig {
                 c.min_insync_replicas.into(),
                 1,
                 100,
+            ),
+            (
+                "cluster.leader_rebalance_interval_ms",
+                c.leader_rebalance_interval_ms.into(),
+                0,
+                hour,
             ),
         ];
         for (name, value, min, max) in ranges {
@@ -826,6 +838,7 @@ heartbeat_interval_ms = 250
 session_timeout_ms = 5000
 replica_lag_time_max_ms = 10000
 min_insync_replicas = 2
+leader_rebalance_interval_ms = 0
 
 [logging]
 format = "json"
@@ -873,6 +886,7 @@ level = "warn,brook_broker=debug"
                 session_timeout_ms: 5000,
                 replica_lag_time_max_ms: 10_000,
                 min_insync_replicas: 2,
+                leader_rebalance_interval_ms: 0,
             },
             logging: LoggingConfig {
                 format: LogFormat::Json,
@@ -1073,6 +1087,18 @@ level = "warn,brook_broker=debug"
             (
                 |c| c.cluster.voters = "2@a:1,3@b:1".into(),
                 "server.node_id = 1 is not among cluster.voters (2@a:1,3@b:1): every broker of a cluster is a voter",
+            ),
+            (
+                |c| c.cluster.leader_rebalance_interval_ms = 3_600_001,
+                "cluster.leader_rebalance_interval_ms = 3600001 is out of range: must be between 0 and 3600000",
+            ),
+            (
+                |c| c.cluster.min_insync_replicas = 0,
+                "cluster.min_insync_replicas = 0 is out of range: must be between 1 and 100",
+            ),
+            (
+                |c| c.cluster.replica_lag_time_max_ms = 99,
+                "cluster.replica_lag_time_max_ms = 99 is out of range: must be between 100 and 3600000",
             ),
             (
                 |c| c.cluster.heartbeat_interval_ms = 9,

@@ -22,7 +22,8 @@ use brook_tests::cluster::Cluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const ENV: [(&str, &str); 4] = [
+const ENV: [(&str, &str); 5] = [
+    ("BROOK_CLUSTER_LEADER_REBALANCE_INTERVAL_MS", "1000"),
     ("BROOK_CLUSTER_HEARTBEAT_INTERVAL_MS", "200"),
     ("BROOK_CLUSTER_SESSION_TIMEOUT_MS", "2000"),
     ("BROOK_CLUSTER_REPLICA_LAG_TIME_MAX_MS", "3000"),
@@ -295,7 +296,18 @@ async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
         .await;
     tokio::time::sleep(Duration::from_millis(rng.random_range(1000..2500))).await;
     cluster.start_node(victim);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Back in sync, it leads its preferred partitions again (automatic leader rebalance).
+    let preferred: Vec<i32> = partitions(&before).iter().map(|(l, _)| *l).collect();
+    cluster
+        .wait_metadata(
+            survivor,
+            "leadership back on the preferred replicas",
+            PATIENCE,
+            |m| {
+                healthy(m) && partitions(m).iter().map(|(l, _)| *l).collect::<Vec<_>>() == preferred
+            },
+        )
+        .await;
     let outcomes = load.finish().await;
     check(cluster, outcomes, seed).await;
 }

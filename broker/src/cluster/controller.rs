@@ -310,6 +310,35 @@ impl Controller {
         Ok(silent)
     }
 
+    /// On the controller, moves leadership back to each partition's preferred (first) replica
+    /// where that replica is live, in the ISR and not leading (Kafka's automatic leader
+    /// rebalance); elsewhere does nothing. Returns the partitions moved.
+    pub async fn rebalance_leaders(&self) -> Result<Vec<(String, u32)>, ControllerError> {
+        if !self.is_controller() {
+            return Ok(Vec::new());
+        }
+        let metadata = self.metadata();
+        let mut moved = Vec::new();
+        for (name, topic) in &metadata.topics {
+            for (i, p) in topic.partitions.iter().enumerate() {
+                let preferred = p.replicas[0];
+                if p.leader != Some(preferred)
+                    && p.isr.contains(&preferred)
+                    && metadata.is_live(preferred)
+                {
+                    let command = Command::ElectPreferredLeader {
+                        topic: name.clone(),
+                        partition: i as u32,
+                    };
+                    if !self.submit(command).await?.is_empty() {
+                        moved.push((name.clone(), i as u32));
+                    }
+                }
+            }
+        }
+        Ok(moved)
+    }
+
     fn peer(&self, node: u64) -> Result<ControllerQuorumClient<Channel>, ControllerError> {
         if let Some(client) = self.peers.lock().get(&node) {
             return Ok(client.clone());

@@ -43,6 +43,8 @@ pub struct ClusterRole {
     heartbeat_interval: Duration,
     session_timeout: Duration,
     replication: ReplicationConfig,
+    /// How often the controller restores preferred leaders; `None`: never.
+    leader_rebalance: Option<Duration>,
     /// Stops the heartbeats (graceful shutdown sends a last one itself).
     heartbeats: CancellationToken,
 }
@@ -91,6 +93,10 @@ impl ClusterRole {
             replication: ReplicationConfig {
                 replica_lag_max: Duration::from_millis(config.cluster.replica_lag_time_max_ms),
                 min_insync: config.cluster.min_insync_replicas as usize,
+            },
+            leader_rebalance: match config.cluster.leader_rebalance_interval_ms {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
             },
             heartbeats: CancellationToken::new(),
         }))
@@ -204,6 +210,7 @@ impl ClusterRole {
     }
 
     async fn fence_loop(&self, shutdown: CancellationToken) {
+        let mut last_rebalance = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -211,6 +218,18 @@ impl ClusterRole {
             }
             if let Err(e) = self.controller.fence_silent().await {
                 tracing::warn!(cause = %e, "fencing silent brokers failed");
+            }
+            if let Some(every) = self.leader_rebalance
+                && last_rebalance.elapsed() >= every
+            {
+                last_rebalance = tokio::time::Instant::now();
+                match self.controller.rebalance_leaders().await {
+                    Ok(moved) if !moved.is_empty() => {
+                        tracing::info!(?moved, "moved leadership back to preferred replicas")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(cause = %e, "leader rebalance failed"),
+                }
             }
         }
     }
