@@ -51,3 +51,40 @@ fn bad_compare_arguments_exit_2_naming_them() {
         "{err}"
     );
 }
+
+/// `brook-bench cluster` refuses bad arguments before starting anything.
+#[test]
+fn bad_cluster_arguments_exit_2_naming_them() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_brook-bench"))
+            .arg("cluster")
+            .args(args)
+            .args(["--out", "/nonexistent/never-written"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--kills", "0"],
+            "invalid value '0' for '--kills <KILLS>': 0 is not in 1..=50",
+        ),
+        (
+            &["--kills", "51"],
+            "invalid value '51' for '--kills <KILLS>': 51 is not in 1..=50",
+        ),
+        (&["--rate-mb=-5"], "--rate-mb must be above 0 (got -5)"),
+        (
+            &["--duration-secs", "0"],
+            "--duration-secs must be at least 1",
+        ),
+    ];
+    for (args, message) in cases {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+}

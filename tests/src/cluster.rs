@@ -68,6 +68,7 @@ impl Node {
 
 /// Brokers started with the same voter list.
 pub struct Cluster {
+    bin: PathBuf,
     /// The brokers, node `i + 1` at index `i`.
     pub nodes: Vec<Node>,
     voters: String,
@@ -78,6 +79,11 @@ impl Cluster {
     /// Starts `n` brokers (ids 1..=n) with the extra environment `env` (for example
     /// `BROOK_CLUSTER_SESSION_TIMEOUT_MS`), and waits for each to listen.
     pub fn start(n: usize, env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with_binary(&broker_binary(), n, env)
+    }
+
+    /// [`Cluster::start`] with the `brook-broker` binary at `bin`.
+    pub fn start_with_binary(bin: &Path, n: usize, env: &[(&str, &str)]) -> Cluster {
         let nodes: Vec<Node> = (1..=n as i32)
             .map(|id| Node {
                 id,
@@ -92,6 +98,7 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Cluster {
+            bin: bin.to_path_buf(),
             nodes,
             voters,
             env: (env.iter())
@@ -115,7 +122,7 @@ impl Cluster {
         let env = self.env.clone();
         let node = &mut self.nodes[(id - 1) as usize];
         assert!(node.child.is_none(), "broker {id} already runs");
-        let mut cmd = Command::new(broker_binary());
+        let mut cmd = Command::new(&self.bin);
         cmd.args(["--data-dir", node.dir.path().to_str().expect("utf-8 path")])
             .args(["--listen", &node.grpc, "--http-listen", &node.http])
             .args(["--node-id", &id.to_string(), "--seeds", &voters])
@@ -135,6 +142,11 @@ impl Cluster {
             "broker {id} did not start: {line:?}"
         );
         node.child = Some(child);
+    }
+
+    /// Broker `id`'s pid while it runs.
+    pub fn pid(&self, id: i32) -> Option<u32> {
+        self.node(id).child.as_ref().map(Child::id)
     }
 
     /// SIGKILLs broker `id`.

@@ -117,6 +117,30 @@ enum Cmd {
         #[arg(long, default_value_t = 50.0)]
         rate_mb: f64,
     },
+    /// Replication's price and failover time: one Brook broker (RF 1), three Brook brokers
+    /// (RF 3) and a three-node Kafka (RF 3), min.insync.replicas 2 and acks=all on both
+    /// clusters; produce at the maximum and at a fixed rate; then leader SIGKILLs timed to the
+    /// first acknowledged produce.
+    Cluster {
+        /// Where report.md goes.
+        #[arg(long, default_value = "target/bench-cluster")]
+        out: std::path::PathBuf,
+        /// Measured seconds per workload.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Warm-up seconds per workload.
+        #[arg(long, default_value_t = 3)]
+        warmup_secs: u64,
+        /// Leader kills per system (1..=50).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=50))]
+        kills: u64,
+        /// The fixed rate, MB/s.
+        #[arg(long, default_value_t = 50.0)]
+        rate_mb: f64,
+        /// The brook-broker binary (default: next to this one).
+        #[arg(long)]
+        broker_bin: Option<std::path::PathBuf>,
+    },
     /// brook-connect's throughput each way beside Kafka's own consumer on the same topics
     /// (starts a real Kafka with scripts/kafka.sh and an in-process Brook broker).
     Connect {
@@ -303,6 +327,43 @@ fn main() {
                     eprintln!("error: {err:#}");
                     std::process::exit(1);
                 }
+            }
+        }
+        Cmd::Cluster {
+            out,
+            duration_secs,
+            warmup_secs,
+            kills,
+            rate_mb,
+            broker_bin,
+        } => {
+            use brook_bench::compare::cluster::{ClusterOptions, run};
+            if !(rate_mb.is_finite() && rate_mb > 0.0) {
+                eprintln!("error: --rate-mb must be above 0 (got {rate_mb})");
+                std::process::exit(2);
+            }
+            if duration_secs == 0 {
+                eprintln!("error: --duration-secs must be at least 1");
+                std::process::exit(2);
+            }
+            let o = ClusterOptions {
+                broker_bin: broker_bin.unwrap_or_else(|| {
+                    brook_bench::compare::systems::sibling_binary("brook-broker")
+                }),
+                duration: Duration::from_secs(duration_secs),
+                warmup: Duration::from_secs(warmup_secs),
+                kills: kills as usize,
+                rate_mb,
+            };
+            let written = runtime.block_on(run(&o)).and_then(|report| {
+                std::fs::create_dir_all(&out)?;
+                std::fs::write(out.join("report.md"), &report)?;
+                println!("{report}");
+                Ok(())
+            });
+            if let Err(err) = written {
+                eprintln!("error: {err:#}");
+                std::process::exit(1);
             }
         }
         Cmd::Connect {

@@ -17,7 +17,10 @@
 //! - [`systems`]: the broker processes, their CPU and memory, the machine.
 //! - [`runner`]: the `compare` command: the suite, the cross-check, the report files.
 //! - [`model`] and [`render`]: the report, its markdown and its charts.
+//! - [`cluster`]: the `cluster` command: 3-node Brook and Kafka with replication factor 3
+//!   beside one Brook broker, and failover time.
 
+pub mod cluster;
 pub mod driver;
 pub mod model;
 pub mod render;

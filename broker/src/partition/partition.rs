@@ -169,6 +169,10 @@ impl Partition {
             return Err(self.not_leader());
         };
         check_epoch(&self.topic, self.id, state.epoch(), epoch)?;
+        // The log may hold appends whose produce requests have not reported back yet; a
+        // follower that already copied them must not look ahead of the leader.
+        let appended = state.on_append(self.log.end_offset());
+        self.publish(&appended);
         let outcome = state
             .on_fetch(node, fetch_offset, Instant::now())
             .map_err(|e| match e {
@@ -370,5 +374,77 @@ fn check_epoch(
             ),
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use brook_proto::BatchBuilder;
+
+    fn batch(value: &str) -> bytes::Bytes {
+        let mut b = BatchBuilder::new();
+        b.append(1, None, Some(value.as_bytes()), &[]);
+        b.build()
+    }
+
+    /// A follower may copy an append before the produce request behind it reports back to
+    /// the leader's state: its fetch from the new log end is served, not refused as ahead.
+    #[tokio::test]
+    async fn a_follower_fetching_past_an_unreported_append_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Default::default()).await.unwrap();
+        let partition = Partition::new("t".into(), 0, log, false);
+        let config = ReplicationConfig {
+            replica_lag_max: Duration::from_secs(30),
+            min_insync: 2,
+        };
+        partition.become_leader(1, 3, 0, config, vec![1, 2], [1, 2].into());
+        assert_eq!(partition.produce_epoch(), Ok(LeaderEpoch(3)));
+        // Appended, but on_append not called yet (the produce request is still running).
+        partition
+            .log()
+            .append(batch("a"), LeaderEpoch(3))
+            .await
+            .unwrap();
+        assert_eq!(partition.high_watermark(), Offset(0));
+        let proposal = partition.on_replica_fetch(2, Offset(1), Some(3)).unwrap();
+        assert_eq!(proposal, None);
+        // Every ISR member holds offset 0 now.
+        assert_eq!(partition.high_watermark(), Offset(1));
+        assert_eq!(partition.acks_all_status(Offset(0)), Some(Ok(())));
+        // Stale and newer epochs, and a non-replica, are refused.
+        assert_eq!(
+            partition
+                .on_replica_fetch(2, Offset(1), Some(2))
+                .unwrap_err()
+                .0,
+            ErrorCode::FencedLeaderEpoch
+        );
+        assert_eq!(
+            partition
+                .on_replica_fetch(2, Offset(1), Some(4))
+                .unwrap_err()
+                .0,
+            ErrorCode::NotLeader
+        );
+        assert_eq!(
+            partition
+                .on_replica_fetch(7, Offset(1), Some(3))
+                .unwrap_err()
+                .0,
+            ErrorCode::InvalidRequest
+        );
+        // A follower claiming more than the log holds is sent back to truncate.
+        assert_eq!(
+            partition
+                .on_replica_fetch(2, Offset(5), Some(3))
+                .unwrap_err()
+                .0,
+            ErrorCode::OffsetOutOfRange
+        );
+        partition.log().close().await.unwrap();
     }
 }
