@@ -203,6 +203,12 @@ impl Controller {
         self.state.read().metadata.clone()
     }
 
+    /// Runs `f` on the metadata as applied on this voter, without copying it (for checks on
+    /// every request).
+    pub fn with_metadata<R>(&self, f: impl FnOnce(&ClusterMetadata) -> R) -> R {
+        f(&self.state.read().metadata)
+    }
+
     /// The Raft node's metrics: its state, term, leader and log positions.
     pub fn metrics(&self) -> watch::Receiver<RaftMetrics<u64, BasicNode>> {
         self.raft.metrics()

@@ -125,7 +125,16 @@ impl ClusterRole {
     /// Ok when this broker leads `topic`-`partition`; otherwise the error to answer with
     /// (unknown partition, or not the leader naming the one that is).
     pub fn check_leader(&self, topic: &str, partition: u32) -> Result<(), (ErrorCode, String)> {
-        let metadata = self.controller.metadata();
+        self.controller
+            .with_metadata(|metadata| self.leader_in(metadata, topic, partition))
+    }
+
+    fn leader_in(
+        &self,
+        metadata: &ClusterMetadata,
+        topic: &str,
+        partition: u32,
+    ) -> Result<(), (ErrorCode, String)> {
         let Some(state) =
             (metadata.topics.get(topic)).and_then(|t| t.partitions.get(partition as usize))
         else {
