@@ -125,6 +125,9 @@ fn main() -> ExitCode {
 
 async fn run(config: BrokerConfig) -> ExitCode {
     let shutdown = CancellationToken::new();
+    // Handlers first: a SIGTERM sent as soon as the listening line is read must not find the
+    // default action (death) still in place.
+    let signals = Signals::install();
     let running = match server::start(config, shutdown.clone()).await {
         Ok(r) => r,
         Err(e) => {
@@ -143,7 +146,7 @@ async fn run(config: BrokerConfig) -> ExitCode {
         let _ = out.flush();
     }
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("signal received; shutting down");
         shutdown.cancel();
     });
@@ -157,11 +160,25 @@ async fn run(config: BrokerConfig) -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        }
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
