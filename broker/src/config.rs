@@ -169,6 +169,10 @@ pub struct ClusterConfig {
     /// `leader.imbalance.check.interval.seconds`); 0 turns it off (default 30 000;
     /// 0..=3 600 000).
     pub leader_rebalance_interval_ms: u64,
+    /// Replicas of each partition of `__consumer_offsets`, made on the first FindCoordinator
+    /// (Kafka `offsets.topic.replication.factor`); capped at the number of voters (default
+    /// 3; 1..=100).
+    pub offsets_replication_factor: u32,
 }
 
 impl Default for ClusterConfig {
@@ -180,6 +184,7 @@ impl Default for ClusterConfig {
             replica_lag_time_max_ms: 30_000,
             min_insync_replicas: 1,
             leader_rebalance_interval_ms: 30_000,
+            offsets_replication_factor: 3,
         }
     }
 }
@@ -476,7 +481,7 @@ impl BrokerConfig {
         #[rustfmt::skip]
         let g = &self.groups;
         let c = &self.cluster;
-        let ranges: [(&'static str, i128, i128, i128); 19] = [
+        let ranges: [(&'static str, i128, i128, i128); 20] = [
             ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
             (
                 "server.max_request_bytes",
@@ -580,6 +585,12 @@ impl BrokerConfig {
                 c.leader_rebalance_interval_ms.into(),
                 0,
                 hour,
+            ),
+            (
+                "cluster.offsets_replication_factor",
+                c.offsets_replication_factor.into(),
+                1,
+                100,
             ),
         ];
         for (name, value, min, max) in ranges {
@@ -839,6 +850,7 @@ session_timeout_ms = 5000
 replica_lag_time_max_ms = 10000
 min_insync_replicas = 2
 leader_rebalance_interval_ms = 0
+offsets_replication_factor = 2
 
 [logging]
 format = "json"
@@ -887,6 +899,7 @@ level = "warn,brook_broker=debug"
                 replica_lag_time_max_ms: 10_000,
                 min_insync_replicas: 2,
                 leader_rebalance_interval_ms: 0,
+                offsets_replication_factor: 2,
             },
             logging: LoggingConfig {
                 format: LogFormat::Json,
@@ -1091,6 +1104,10 @@ level = "warn,brook_broker=debug"
             (
                 |c| c.cluster.leader_rebalance_interval_ms = 3_600_001,
                 "cluster.leader_rebalance_interval_ms = 3600001 is out of range: must be between 0 and 3600000",
+            ),
+            (
+                |c| c.cluster.offsets_replication_factor = 0,
+                "cluster.offsets_replication_factor = 0 is out of range: must be between 1 and 100",
             ),
             (
                 |c| c.cluster.min_insync_replicas = 0,

@@ -237,7 +237,9 @@ async fn a_data_dir_with_standalone_topics_cannot_join_a_cluster() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("the data directory holds topics created outside a cluster (mine)"),
+        err.contains(
+            "the data directory holds topics created outside a cluster (__consumer_offsets, mine)"
+        ),
         "{err}"
     );
     let mut b = spawn(dir.path(), &[], &[]);

@@ -145,7 +145,10 @@ impl Controller {
         let log = LogStore::open(&config.dir.join("log")).map_err(storage)?;
         let machine = StateMachine::open(&config.dir.join("state")).map_err(storage)?;
         let state = machine.state();
-        let network = Network { id: config.node_id };
+        let network = Network {
+            id: config.node_id,
+            voters: Arc::new(config.voters.clone()),
+        };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, machine)
             .await
             .map_err(|e| ControllerError::Stopped(e.to_string()))?;
@@ -212,6 +215,17 @@ impl Controller {
     /// The Raft node's metrics: its state, term, leader and log positions.
     pub fn metrics(&self) -> watch::Receiver<RaftMetrics<u64, BasicNode>> {
         self.raft.metrics()
+    }
+
+    /// The voters and their addresses as the replicated membership holds them: written once
+    /// by the voter that initialized the quorum, so the same on every broker (unlike each
+    /// broker's own voter list). Empty until this voter has learned the membership.
+    pub fn membership(&self) -> Vec<(u64, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        (m.membership_config.nodes())
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
     }
 
     /// The quorum's leader, as this voter knows it.

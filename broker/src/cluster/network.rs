@@ -6,7 +6,9 @@
 //! an error the remote Raft returned comes back as a remote error. Server side, a message that
 //! does not decode is refused with `INVALID_ARGUMENT`, naming the RPC and the problem.
 
+use std::collections::BTreeMap;
 use std::error::Error;
+use std::sync::Arc;
 use std::time::Duration;
 
 use brook_proto::v1::controller_quorum_client::ControllerQuorumClient;
@@ -44,13 +46,18 @@ type RpcResult<T, E = openraft::error::Infallible> =
 pub struct Network {
     /// This node's id, for timeout reports.
     pub id: u64,
+    /// Where this broker reaches each voter: its own voter list, which takes precedence over
+    /// the addresses in the replicated membership (brokers may see each other at different
+    /// addresses, through NAT or a proxy).
+    pub voters: Arc<BTreeMap<u64, String>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
-        let client = Endpoint::from_shared(format!("http://{}", node.addr))
+        let addr = self.voters.get(&target).unwrap_or(&node.addr);
+        let client = Endpoint::from_shared(format!("http://{addr}"))
             .map(|e| {
                 let channel = e
                     .connect_timeout(CONNECT_TIMEOUT)
@@ -60,7 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES)
             })
-            .map_err(|e| format!("quorum member {target} address {:?}: {e}", node.addr));
+            .map_err(|e| format!("quorum member {target} address {addr:?}: {e}"));
         Peer {
             id: self.id,
             target,

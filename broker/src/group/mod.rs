@@ -23,6 +23,7 @@ pub use assignor::{Assignor, MemberSubscription};
 pub use consumer_group::{
     ConsumerGroup, Eviction, GroupConfig, GroupError, Heartbeat, HeartbeatResponse,
 };
+pub(crate) use coordinator::check_group_id;
 pub use coordinator::{CommitError, Coordinator, GroupDescription};
 pub use offset_store::{Committed, OFFSETS_TOPIC, OffsetStore, OffsetStoreError};
 

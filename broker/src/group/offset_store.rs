@@ -1,21 +1,25 @@
 //! Committed offsets, kept in the internal topic `__consumer_offsets` so they survive restarts
-//! and (later) replicate like any data.
+//! and replicate like any data.
 //!
 //! A commit is one batch appended to partition `hash(group) % partitions`: one record per
 //! offset, key `v1 | group | topic | partition`, value `v1 | offset | metadata`. The newest
-//! record for a key wins; at start the whole topic is replayed into memory. The topic is
-//! created with `flush.policy = always` (a commit is acknowledged once on disk) and unlimited
-//! retention (without compaction, older commits are kept; compaction is future work).
+//! record for a key wins. The broker that leads a partition of the topic replays it into
+//! memory when it starts leading it, and acknowledges a commit once every in-sync replica
+//! holds it (as an acks=all produce). The topic has `flush.policy = always` (a commit is
+//! on disk before it is acknowledged) and unlimited retention (without compaction, older
+//! commits are kept; compaction is future work). In a cluster it is a replicated topic made
+//! through the controller; a broker alone makes it itself.
 
 use std::collections::BTreeMap;
 
+use brook_proto::v1::ErrorCode;
 use brook_proto::{BatchBuilder, Batches, LeaderEpoch, Offset};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::RwLock;
 
 use super::TopicPartition;
 use crate::log::LogError;
-use crate::partition::{AdminError, Registry};
+use crate::partition::{AdminError, Partition, Registry};
 
 /// The internal topic's name.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -41,6 +45,15 @@ pub enum OffsetStoreError {
     /// Its log failed.
     #[error("{OFFSETS_TOPIC}: {0}")]
     Log(#[from] LogError),
+    /// The commit was not replicated (this broker lost the leadership, or too few replicas
+    /// are in sync).
+    #[error("{OFFSETS_TOPIC}: {message}")]
+    Replication {
+        /// What the produce path would have answered.
+        code: ErrorCode,
+        /// Why.
+        message: String,
+    },
     /// A record in it is not a commit.
     #[error("{OFFSETS_TOPIC} partition {partition} offset {offset}: {reason}")]
     Corrupt {
@@ -129,81 +142,73 @@ pub fn partition_for_group(group: &str) -> u32 {
 pub const MAX_NAME_LEN: usize = 4096;
 
 impl OffsetStore {
-    /// Creates the internal topic if needed and replays it.
-    pub async fn open(registry: &Registry) -> Result<OffsetStore, OffsetStoreError> {
-        if registry.topic(OFFSETS_TOPIC).is_none() {
-            let configs = BTreeMap::from([
-                ("flush.policy".to_string(), "always".to_string()),
-                ("retention.ms".to_string(), "-1".to_string()),
-                ("retention.bytes".to_string(), "-1".to_string()),
-            ]);
-            registry
-                .create_internal_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, configs)
-                .await?;
-        }
-        let store = OffsetStore::default();
-        let topic = registry.topic(OFFSETS_TOPIC).expect("just ensured");
-        for p in &topic.partitions {
-            let log = p.log();
-            let mut offset = log.start_offset();
-            while offset < log.end_offset() {
-                let bytes = log.read(offset, 1 << 20).await?;
-                for batch in Batches::new(bytes, usize::MAX) {
-                    let batch = batch.map_err(|e| OffsetStoreError::Corrupt {
-                        partition: p.id(),
-                        offset: offset.0,
-                        reason: e.to_string(),
-                    })?;
-                    let records = batch.records().map_err(|e| OffsetStoreError::Corrupt {
-                        partition: p.id(),
-                        offset: batch.base_offset(),
-                        reason: e.to_string(),
-                    })?;
-                    for r in records {
-                        let r = r.map_err(|e| OffsetStoreError::Corrupt {
-                            partition: p.id(),
-                            offset: batch.base_offset(),
-                            reason: e.to_string(),
-                        })?;
-                        let bad = |what: &str| OffsetStoreError::Corrupt {
-                            partition: p.id(),
-                            offset: r.offset,
-                            reason: format!("bad {what}"),
-                        };
-                        let key = r
-                            .key
-                            .clone()
-                            .and_then(decode_key)
-                            .ok_or_else(|| bad("key"))?;
-                        let value = r
-                            .value
-                            .clone()
-                            .and_then(decode_value)
-                            .ok_or_else(|| bad("value"))?;
-                        store.committed.write().insert(key, value);
-                    }
-                    offset = Offset(batch.last_offset() + 1);
-                }
-            }
-        }
-        Ok(store)
+    /// The internal topic's configuration: a commit is acknowledged once on disk, and nothing
+    /// is deleted by retention.
+    pub fn topic_configs() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("flush.policy".to_string(), "always".to_string()),
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("retention.bytes".to_string(), "-1".to_string()),
+        ])
     }
 
-    /// Writes `offsets` for `group` (durably, before returning) and makes them visible.
+    /// Creates the internal topic on a broker that runs alone, if it does not exist yet.
+    pub async fn create_alone(registry: &Registry) -> Result<(), OffsetStoreError> {
+        if registry.topic(OFFSETS_TOPIC).is_none() {
+            registry
+                .create_internal_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, Self::topic_configs())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replays one partition of the internal topic, replacing what was known of the groups
+    /// it keeps: done when this broker starts leading it.
+    pub async fn load(&self, partition: &Partition) -> Result<(), OffsetStoreError> {
+        let p = partition.id();
+        let mut loaded = BTreeMap::new();
+        let log = partition.log();
+        let mut offset = log.start_offset();
+        while offset < log.end_offset() {
+            let bytes = log.read(offset, 1 << 20).await?;
+            for batch in Batches::new(bytes, usize::MAX) {
+                let corrupt = |offset: i64, reason: String| OffsetStoreError::Corrupt {
+                    partition: p,
+                    offset,
+                    reason,
+                };
+                let batch = batch.map_err(|e| corrupt(offset.0, e.to_string()))?;
+                let records =
+                    (batch.records()).map_err(|e| corrupt(batch.base_offset(), e.to_string()))?;
+                for r in records {
+                    let r = r.map_err(|e| corrupt(batch.base_offset(), e.to_string()))?;
+                    let key = (r.key.clone().and_then(decode_key))
+                        .ok_or_else(|| corrupt(r.offset, "bad key".into()))?;
+                    let value = (r.value.clone().and_then(decode_value))
+                        .ok_or_else(|| corrupt(r.offset, "bad value".into()))?;
+                    loaded.insert(key, value);
+                }
+                offset = Offset(batch.last_offset() + 1);
+            }
+        }
+        let mut map = self.committed.write();
+        map.retain(|(group, _), _| partition_for_group(group) != p);
+        map.extend(loaded);
+        Ok(())
+    }
+
+    /// Writes `offsets` for `group` to `partition` (the group's, led by this broker in
+    /// `epoch`), waits until every in-sync replica holds them, and makes them visible.
     pub async fn commit(
         &self,
-        registry: &Registry,
+        partition: &Partition,
+        epoch: LeaderEpoch,
         group: &str,
         offsets: &[(TopicPartition, Committed)],
     ) -> Result<(), OffsetStoreError> {
         if offsets.is_empty() {
             return Ok(());
         }
-        let partition = registry
-            .partition(OFFSETS_TOPIC, partition_for_group(group))
-            .ok_or(OffsetStoreError::Create(AdminError::UnknownTopic {
-                name: OFFSETS_TOPIC.into(),
-            }))?;
         let mut b = BatchBuilder::new();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -216,7 +221,8 @@ impl OffsetStore {
                 &[],
             );
         }
-        partition.log().append(b.build(), LeaderEpoch(0)).await?;
+        (partition.append_replicated(b.build(), epoch).await)
+            .map_err(|(code, message)| OffsetStoreError::Replication { code, message })?;
         let mut map = self.committed.write();
         for (tp, c) in offsets {
             map.insert((group.to_string(), tp.clone()), c.clone());

@@ -142,6 +142,56 @@ impl Partition {
         }
     }
 
+    /// Waits until an acks=all write appended in leader epoch `epoch` and ending at `last` is
+    /// acknowledged: the high watermark has passed it (every in-sync replica holds it). Fails
+    /// when the ISR fell below `min.insync.replicas` or this broker lost the leadership.
+    pub async fn wait_replicated(
+        &self,
+        last: Offset,
+        epoch: LeaderEpoch,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mut visible = self.subscribe_visible();
+        loop {
+            match self.acks_all_status(last) {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) => {
+                    return Err((
+                        ErrorCode::NotEnoughReplicas,
+                        format!("after the append: {e}"),
+                    ));
+                }
+                None => {}
+            }
+            if visible.changed().await.is_err() || self.produce_epoch() != Ok(epoch) {
+                return Err((
+                    ErrorCode::NotLeader,
+                    "this broker lost the partition's leadership before the write was replicated"
+                        .into(),
+                ));
+            }
+        }
+    }
+
+    /// Appends `batch` as the leader (or alone) and waits until it is replicated to every
+    /// in-sync replica, as an acks=all produce does: for the broker's own writes (committed
+    /// offsets). `epoch` is the leader epoch the caller checked its right to write in.
+    pub async fn append_replicated(
+        &self,
+        batch: bytes::Bytes,
+        epoch: LeaderEpoch,
+    ) -> Result<Offset, (ErrorCode, String)> {
+        if self.produce_epoch()? != epoch {
+            return Err(self.not_leader());
+        }
+        self.check_min_insync()
+            .map_err(|e| (ErrorCode::NotEnoughReplicas, e.to_string()))?;
+        let info = (self.log.append(batch, epoch).await)
+            .map_err(|e| (ErrorCode::StorageError, e.to_string()))?;
+        self.on_append();
+        self.wait_replicated(info.last_offset, epoch).await?;
+        Ok(info.last_offset)
+    }
+
     /// The leader appended up to the log end: move the high watermark if it can.
     pub fn on_append(&self) {
         let log_end = self.log.end_offset();

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::controller::{Controller, ControllerConfig, ControllerError};
 use crate::cluster::{ClusterMetadata, Command, Refused, assign_replicas};
 use crate::config::BrokerConfig;
+use crate::group::offset_store::OFFSETS_PARTITIONS;
+use crate::group::{OFFSETS_TOPIC, OffsetStore};
 use crate::partition::{AdminError, IsrProposal, Partition, Registry, is_internal};
 use crate::replication::{NodeId, ReplicationConfig};
 use crate::server::BrokerContext;
@@ -39,10 +41,13 @@ pub struct ClusterRole {
     controller: Controller,
     node_id: NodeId,
     address: String,
-    cluster_id: String,
+    /// Where this broker reaches the other brokers (its own `--seeds`).
+    voters: std::collections::BTreeMap<u64, String>,
     heartbeat_interval: Duration,
     session_timeout: Duration,
     replication: ReplicationConfig,
+    /// Replication factor of `__consumer_offsets`.
+    offsets_replication: u32,
     /// How often the controller restores preferred leaders; `None`: never.
     leader_rebalance: Option<Duration>,
     /// Stops the heartbeats (graceful shutdown sends a last one itself).
@@ -73,9 +78,8 @@ impl ClusterRole {
             )));
         };
         let session_timeout = Duration::from_millis(config.cluster.session_timeout_ms);
-        // Every broker is given the same voters, so every broker derives the same id.
-        let listed: Vec<String> = voters.iter().map(|(id, a)| format!("{id}@{a}")).collect();
-        let cluster_id = format!("brook-{:08x}", crc32fast::hash(listed.join(",").as_bytes()));
+        let voter_count = voters.len();
+        let controller_voters = voters.clone();
         let mut controller_config = ControllerConfig::new(
             node_id as u64,
             voters,
@@ -87,13 +91,15 @@ impl ClusterRole {
             controller,
             node_id,
             address,
-            cluster_id,
+            voters: controller_voters,
             heartbeat_interval: Duration::from_millis(config.cluster.heartbeat_interval_ms),
             session_timeout,
             replication: ReplicationConfig {
                 replica_lag_max: Duration::from_millis(config.cluster.replica_lag_time_max_ms),
                 min_insync: config.cluster.min_insync_replicas as usize,
             },
+            offsets_replication: (config.cluster.offsets_replication_factor)
+                .min(voter_count as u32),
             leader_rebalance: match config.cluster.leader_rebalance_interval_ms {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
@@ -107,9 +113,17 @@ impl ClusterRole {
         &self.controller
     }
 
-    /// The cluster's id, derived from its voter list (the same on every broker).
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+    /// The cluster's id, derived from the quorum's membership as it was initialized (the
+    /// same on every broker; from this broker's own voter list until it has learned it).
+    pub fn cluster_id(&self) -> String {
+        let mut members = self.controller.membership();
+        if members.is_empty() {
+            members = (self.voters.iter())
+                .map(|(id, a)| (*id, a.clone()))
+                .collect();
+        }
+        let listed: Vec<String> = members.iter().map(|(id, a)| format!("{id}@{a}")).collect();
+        format!("brook-{:08x}", crc32fast::hash(listed.join(",").as_bytes()))
     }
 
     /// This broker's id.
@@ -293,9 +307,11 @@ impl ClusterRole {
                         if partition.is_follower_of(leader, state.leader_epoch) {
                             continue;
                         }
-                        let Some(address) =
-                            metadata.brokers.get(&leader).map(|b| b.address.clone())
-                        else {
+                        // Inter-broker traffic goes where this broker's own voter list says; a
+                        // broker's registered address is the one for clients.
+                        let address = (self.voters.get(&(leader as u64)).cloned())
+                            .or_else(|| metadata.brokers.get(&leader).map(|b| b.address.clone()));
+                        let Some(address) = address else {
                             partition.become_none();
                             continue;
                         };
@@ -466,6 +482,33 @@ impl ClusterRole {
         self.wait_local(registry, name, true).await
     }
 
+    /// Makes `__consumer_offsets` through the controller unless the metadata has it: on the
+    /// first FindCoordinator, as Kafka does. Refused while fewer brokers are live than its
+    /// replication factor.
+    pub async fn ensure_offsets_topic(&self) -> Result<(), AdminError> {
+        if (self.controller).with_metadata(|m| m.topics.contains_key(OFFSETS_TOPIC)) {
+            return Ok(());
+        }
+        let live = self.metadata().live_brokers();
+        let rf = self.offsets_replication;
+        let replicas = assign_replicas(&live, OFFSETS_PARTITIONS, rf, 0).map_err(|_| {
+            AdminError::InvalidReplicationFactor {
+                requested: rf,
+                available: live.len() as u32,
+            }
+        })?;
+        let command = Command::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            replicas,
+            unclean_leader_election: false,
+            configs: OffsetStore::topic_configs(),
+        };
+        match self.submit(command).await {
+            Ok(()) | Err(AdminError::TopicExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a topic through the controller and waits until this broker has removed it.
     pub async fn delete_topic(&self, registry: &Registry, name: &str) -> Result<(), AdminError> {
         self.submit(Command::DeleteTopic {
@@ -543,12 +586,12 @@ pub async fn reconcile(registry: &Registry, metadata: &ClusterMetadata) {
     }
 }
 
-/// Topics in the data directory that were made by this broker alone (not internal, not from
-/// the cluster metadata): a broker joining a cluster refuses to start with them rather than
-/// hide or delete them.
+/// Topics in the data directory that were made by this broker alone (not from the cluster
+/// metadata; committed offsets of a broker that ran alone included): a broker joining a
+/// cluster refuses to start with them rather than hide or delete them.
 pub fn standalone_topics(registry: &Registry) -> Vec<String> {
     (registry.topics().iter())
-        .filter(|(name, topic)| !topic.meta.cluster && !is_internal(name))
+        .filter(|(_, topic)| !topic.meta.cluster)
         .map(|(name, _)| name.clone())
         .collect()
 }

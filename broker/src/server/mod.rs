@@ -170,7 +170,9 @@ pub async fn start(
         heartbeat_interval: Duration::from_millis(groups.heartbeat_interval_ms),
         ..GroupConfig::default()
     };
-    let coordinator = Coordinator::open(&registry, group_config).await?;
+    let alone = config.cluster.voters()?.is_empty();
+    let commit_timeout = Duration::from_millis(config.server.produce_timeout_ms);
+    let coordinator = Coordinator::open(&registry, group_config, commit_timeout, alone).await?;
     let cluster = match ClusterRole::start(&config).await? {
         Some(role) => {
             let topics = cluster::standalone_topics(&registry);

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::error_code::admin_error_code;
 use crate::log::topic_config::topic_configs;
-use crate::partition::{AdminError, is_internal};
+use crate::partition::{AdminError, TopicNameError, is_internal};
 use crate::server::BrokerContext;
 
 /// Implements `brook.v1.Admin`.
@@ -89,7 +89,11 @@ impl Admin for AdminService {
     ) -> Result<Response<DeleteTopicsResponse>, Status> {
         let mut results = Vec::new();
         for name in request.into_inner().names {
+            // The broker's own topics (committed offsets) are not the users' to delete.
             let outcome = match &self.ctx.cluster {
+                _ if is_internal(&name) => Err(AdminError::InvalidName(TopicNameError::Reserved {
+                    name: name.clone(),
+                })),
                 Some(cluster) => cluster.delete_topic(&self.ctx.registry, &name).await,
                 None => self.ctx.registry.delete_topic(&name).await,
             };

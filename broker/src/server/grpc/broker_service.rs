@@ -169,25 +169,8 @@ async fn produce_partition(
     if acks == Acks::All {
         // Acknowledged once the high watermark passes the last record: every in-sync
         // replica holds it.
-        let mut visible = partition.subscribe_visible();
-        loop {
-            match partition.acks_all_status(last) {
-                Some(Ok(())) => break,
-                Some(Err(e)) => {
-                    return fail(
-                        ErrorCode::NotEnoughReplicas,
-                        format!("after the append: {e}"),
-                    );
-                }
-                None => {}
-            }
-            if visible.changed().await.is_err() || partition.produce_epoch() != Ok(epoch) {
-                return fail(
-                    ErrorCode::NotLeader,
-                    "this broker lost the partition's leadership before the write was replicated"
-                        .into(),
-                );
-            }
+        if let Err((code, msg)) = partition.wait_replicated(last, epoch).await {
+            return fail(code, msg);
         }
     }
     PartitionOutcome {

@@ -10,7 +10,10 @@ use brook_proto::v1::groups_server::Groups;
 use brook_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::group::{CommitError, Committed, GroupError, Heartbeat, TopicPartition};
+use crate::group::offset_store::partition_for_group;
+use crate::group::{
+    CommitError, Committed, GroupError, Heartbeat, OFFSETS_TOPIC, OffsetStoreError, TopicPartition,
+};
 use crate::server::BrokerContext;
 
 /// Implements `brook.v1.Groups`.
@@ -56,12 +59,71 @@ fn error_code(err: &CommitError) -> ErrorCode {
         CommitError::Member(GroupError::FencedMemberEpoch { .. }) => ErrorCode::FencedMemberEpoch,
         CommitError::Member(GroupError::Invalid { .. }) => ErrorCode::InvalidRequest,
         CommitError::Invalid(_) => ErrorCode::InvalidGroupId,
+        CommitError::NotCoordinator(_) => ErrorCode::NotCoordinator,
+        CommitError::TimedOut(_) => ErrorCode::RequestTimedOut,
+        CommitError::Store(OffsetStoreError::Replication { code, .. }) => match code {
+            // The leadership moved while the commit was on its way: so did the coordinator.
+            ErrorCode::NotLeader | ErrorCode::FencedLeaderEpoch => ErrorCode::NotCoordinator,
+            code => *code,
+        },
         CommitError::Store(_) => ErrorCode::StorageError,
     }
 }
 
 #[tonic::async_trait]
 impl Groups for GroupsService {
+    async fn find_coordinator(
+        &self,
+        request: Request<FindCoordinatorRequest>,
+    ) -> Result<Response<FindCoordinatorResponse>, Status> {
+        let group = request.into_inner().group_id;
+        let fail = |code: ErrorCode, message: String| FindCoordinatorResponse {
+            error_code: code as i32,
+            error_message: message,
+            node_id: -1,
+            address: String::new(),
+        };
+        if let Err(message) = crate::group::check_group_id(&group) {
+            return Ok(Response::new(fail(ErrorCode::InvalidGroupId, message)));
+        }
+        let Some(cluster) = &self.ctx.cluster else {
+            return Ok(Response::new(FindCoordinatorResponse {
+                error_code: ErrorCode::None as i32,
+                error_message: String::new(),
+                node_id: self.ctx.config.server.node_id,
+                address: self.ctx.grpc_addr.to_string(),
+            }));
+        };
+        let p = partition_for_group(&group);
+        if let Err(e) = cluster.ensure_offsets_topic().await {
+            return Ok(Response::new(fail(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("{OFFSETS_TOPIC} cannot be made yet: {e}"),
+            )));
+        }
+        let leader = cluster.controller().with_metadata(|m| {
+            let leader = m
+                .topics
+                .get(OFFSETS_TOPIC)?
+                .partitions
+                .get(p as usize)?
+                .leader?;
+            Some((leader, m.brokers.get(&leader)?.address.clone()))
+        });
+        Ok(Response::new(match leader {
+            Some((node_id, address)) => FindCoordinatorResponse {
+                error_code: ErrorCode::None as i32,
+                error_message: String::new(),
+                node_id,
+                address,
+            },
+            None => fail(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("{OFFSETS_TOPIC}-{p}, which keeps group {group:?}, has no leader now"),
+            ),
+        }))
+    }
+
     async fn heartbeat(
         &self,
         request: Request<GroupHeartbeatRequest>,
@@ -146,22 +208,29 @@ impl Groups for GroupsService {
     ) -> Result<Response<FetchOffsetsResponse>, Status> {
         let req = request.into_inner();
         let only: Vec<TopicPartition> = to_set(&req.partitions).into_iter().collect();
-        let offsets = self
-            .ctx
-            .coordinator
-            .committed(&req.group_id, (!only.is_empty()).then_some(only.as_slice()))
-            .into_iter()
-            .map(|(tp, c)| PartitionOffset {
-                topic: tp.topic,
-                partition: tp.partition,
-                offset: c.offset,
-                metadata: c.metadata,
-            })
-            .collect();
-        Ok(Response::new(FetchOffsetsResponse {
-            error_code: ErrorCode::None as i32,
-            error_message: String::new(),
-            offsets,
+        let only = (!only.is_empty()).then_some(only.as_slice());
+        let committed = (self.ctx.coordinator)
+            .committed(&self.ctx.registry, &req.group_id, only)
+            .await;
+        Ok(Response::new(match committed {
+            Ok(committed) => FetchOffsetsResponse {
+                error_code: ErrorCode::None as i32,
+                error_message: String::new(),
+                offsets: committed
+                    .into_iter()
+                    .map(|(tp, c)| PartitionOffset {
+                        topic: tp.topic,
+                        partition: tp.partition,
+                        offset: c.offset,
+                        metadata: c.metadata,
+                    })
+                    .collect(),
+            },
+            Err(e) => FetchOffsetsResponse {
+                error_code: error_code(&e) as i32,
+                error_message: e.to_string(),
+                offsets: Vec::new(),
+            },
         }))
     }
 
@@ -172,7 +241,7 @@ impl Groups for GroupsService {
         let groups = self
             .ctx
             .coordinator
-            .list()
+            .list(&self.ctx.registry)
             .await
             .into_iter()
             .map(|(group_id, members)| GroupListing { group_id, members })
@@ -185,15 +254,29 @@ impl Groups for GroupsService {
         request: Request<DescribeGroupRequest>,
     ) -> Result<Response<DescribeGroupResponse>, Status> {
         let group_id = request.into_inner().group_id;
-        let Some(d) = self.ctx.coordinator.describe(&group_id).await else {
-            return Ok(Response::new(DescribeGroupResponse {
-                error_code: ErrorCode::GroupIdNotFound as i32,
-                error_message: format!(
-                    "group {group_id:?} has no members and no committed offsets"
-                ),
-                group_id,
-                ..Default::default()
-            }));
+        let described = (self.ctx.coordinator)
+            .describe(&self.ctx.registry, &group_id)
+            .await;
+        let d = match described {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return Ok(Response::new(DescribeGroupResponse {
+                    error_code: ErrorCode::GroupIdNotFound as i32,
+                    error_message: format!(
+                        "group {group_id:?} has no members and no committed offsets"
+                    ),
+                    group_id,
+                    ..Default::default()
+                }));
+            }
+            Err(e) => {
+                return Ok(Response::new(DescribeGroupResponse {
+                    error_code: error_code(&e) as i32,
+                    error_message: e.to_string(),
+                    group_id,
+                    ..Default::default()
+                }));
+            }
         };
         let members = d
             .members
