@@ -206,6 +206,8 @@ fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::FencedMemberEpoch => "the member's epoch is stale: rejoin",
         ErrorCode::InvalidGroupId => "the group id is empty or too long",
         ErrorCode::GroupIdNotFound => "no such group",
+        ErrorCode::NotCoordinator => "this broker does not coordinate the group",
+        ErrorCode::CoordinatorNotAvailable => "the group's coordinator is not available yet",
     }
 }
 

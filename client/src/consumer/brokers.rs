@@ -57,11 +57,6 @@ impl Brokers {
         }
     }
 
-    /// The connection metadata requests go through.
-    pub fn bootstrap(&self) -> &Connection {
-        &self.bootstrap
-    }
-
     /// Takes the broker list from a metadata answer; keeps connections to brokers whose
     /// address did not change.
     pub fn update(&mut self, brokers: Vec<BrokerInfo>) {
@@ -72,6 +67,18 @@ impl Brokers {
         let addrs = &self.addrs;
         self.connections
             .retain(|node, conn| addrs.get(node).map(String::as_str) == Some(conn.addr()));
+    }
+
+    /// Where metadata is asked after `failures` failed requests in a row: the bootstrap
+    /// broker first, then each other known broker in turn (a cluster keeps answering while
+    /// the bootstrap broker is down).
+    pub fn metadata_source(&self, failures: u32) -> Target {
+        let mut others: Vec<i32> = self.addrs.keys().copied().collect();
+        others.sort_unstable();
+        match failures as usize % (others.len() + 1) {
+            0 => Target::Ready(Box::new(self.bootstrap.clone())),
+            i => self.target(others[i - 1]),
+        }
     }
 
     /// Keeps a connection opened for `node`.

@@ -147,6 +147,8 @@ pub(crate) struct Fetcher {
     listing: HashSet<i32>,
     metadata_in_flight: bool,
     metadata_retry: Retry,
+    /// Metadata requests failed in a row: each goes to the next known broker.
+    metadata_failures: u32,
 }
 
 impl Fetcher {
@@ -162,6 +164,7 @@ impl Fetcher {
             listing: HashSet::new(),
             metadata_in_flight: false,
             metadata_retry: Retry::default(),
+            metadata_failures: 0,
         }
     }
 
@@ -304,16 +307,19 @@ impl Fetcher {
     }
 
     fn start_metadata(&mut self, topics: Vec<String>) {
-        let conn = self.brokers.bootstrap().clone();
+        let target = self.brokers.metadata_source(self.metadata_failures);
         let request = MetadataRequest {
             topics: topics.clone(),
         };
         let timeout = self.config.request_timeout();
         let abort = self.jobs.spawn(async move {
-            let operation = || format!("metadata request to {}", conn.addr());
-            let outcome = timed(timeout, operation, conn.broker().metadata(request)).await;
+            let (outcome, opened) = request_to(target, |conn| async move {
+                let operation = || format!("metadata request to {}", conn.addr());
+                timed(timeout, operation, conn.broker().metadata(request)).await
+            })
+            .await;
             Done {
-                opened: None,
+                opened,
                 outcome: Outcome::Metadata(outcome),
             }
         });
@@ -621,6 +627,7 @@ impl Fetcher {
             Ok(response) => response,
             Err(err) => {
                 self.metadata_retry.fail(now, &self.policy);
+                self.metadata_failures = self.metadata_failures.wrapping_add(1);
                 tracing::warn!(cause = %err, "metadata request failed");
                 let waiting: Vec<(TopicPartition, u64)> = state
                     .partitions_mut()
@@ -640,6 +647,7 @@ impl Fetcher {
             }
         };
         self.metadata_retry.succeed();
+        self.metadata_failures = 0;
         self.brokers.update(response.brokers);
         let by_name: HashMap<&str, _> = response
             .topics

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use brook_proto::Offset;
 use brook_proto::v1::{
-    CommitOffsetsRequest, ErrorCode, FetchOffsetsRequest, GroupHeartbeatRequest, OwnedPartitions,
+    CommitOffsetsRequest, CommitOffsetsResponse, ErrorCode, FetchOffsetsRequest,
+    FetchOffsetsResponse, GroupHeartbeatRequest, GroupHeartbeatResponse, OwnedPartitions,
     PartitionOffset, Subscription, TopicPartitions,
 };
 use parking_lot::Mutex;
@@ -31,6 +32,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::coordinator::CoordinatorLink;
 use super::{Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
 use crate::error::check_code;
 use crate::{ClientError, Connection};
@@ -81,7 +83,7 @@ struct Membership {
 pub struct GroupConsumer {
     /// `None` only after `close` took it.
     consumer: Option<Consumer>,
-    conn: Connection,
+    link: Arc<CoordinatorLink>,
     config: GroupMemberConfig,
     shared: Arc<(Mutex<Membership>, Notify, Notify)>,
     task: JoinHandle<()>,
@@ -130,8 +132,22 @@ fn from_wire(tps: &[TopicPartitions]) -> BTreeSet<TopicPartition> {
         .collect()
 }
 
-async fn heartbeat_loop(
+/// How long a group request keeps looking for the coordinator: a failover takes seconds.
+const COORDINATOR_PATIENCE: Duration = Duration::from_secs(30);
+
+async fn commit_rpc(
     conn: Connection,
+    req: CommitOffsetsRequest,
+) -> Result<CommitOffsetsResponse, tonic::Status> {
+    Ok(conn.groups().commit_offsets(req).await?.into_inner())
+}
+
+fn commit_code(res: &CommitOffsetsResponse) -> (i32, &str) {
+    (res.error_code, res.error_message.as_str())
+}
+
+async fn heartbeat_loop(
+    link: Arc<CoordinatorLink>,
     config: GroupMemberConfig,
     shared: Arc<(Mutex<Membership>, Notify, Notify)>,
 ) {
@@ -153,9 +169,17 @@ async fn heartbeat_loop(
                 topics: to_wire(&owned),
             }),
         };
-        match conn.groups().heartbeat(req).await {
+        let answer = link
+            .call(
+                |conn| {
+                    let req = req.clone();
+                    async move { Ok(conn.groups().heartbeat(req).await?.into_inner()) }
+                },
+                |res: &GroupHeartbeatResponse| (res.error_code, res.error_message.as_str()),
+            )
+            .await;
+        match answer {
             Ok(res) => {
-                let res = res.into_inner();
                 let mut s = state.lock();
                 match res.error_code() {
                     ErrorCode::None if leaving => return,
@@ -180,8 +204,8 @@ async fn heartbeat_loop(
                 drop(s);
                 poll_wake.notify_waiters();
             }
-            Err(status) => {
-                tracing::warn!(group = %config.group_id, %status, "heartbeat failed; retrying");
+            Err(e) => {
+                tracing::warn!(group = %config.group_id, cause = %e, "heartbeat failed; retrying");
                 if leaving {
                     return;
                 }
@@ -213,10 +237,15 @@ impl GroupConsumer {
             Notify::new(),
             Notify::new(),
         ));
-        let task = tokio::spawn(heartbeat_loop(conn.clone(), config.clone(), shared.clone()));
+        let link = Arc::new(CoordinatorLink::new(
+            conn.clone(),
+            config.group_id.clone(),
+            COORDINATOR_PATIENCE,
+        ));
+        let task = tokio::spawn(heartbeat_loop(link.clone(), config.clone(), shared.clone()));
         Ok(GroupConsumer {
-            consumer: Some(Consumer::with_connection(conn.clone(), consumer_config)),
-            conn,
+            consumer: Some(Consumer::with_connection(conn, consumer_config)),
+            link,
             config,
             shared,
             task,
@@ -283,8 +312,8 @@ impl GroupConsumer {
     ) -> Result<JoinHandle<Result<(), ClientError>>, ClientError> {
         let owned = self.owned.clone();
         let offsets = self.positions(&owned).await?;
-        let (conn, group, shared) = (
-            self.conn.clone(),
+        let (link, group, shared) = (
+            self.link.clone(),
             self.config.group_id.clone(),
             self.shared.clone(),
         );
@@ -297,16 +326,15 @@ impl GroupConsumer {
                 let s = shared.0.lock();
                 (s.member_id.clone(), s.epoch)
             };
-            let res = conn
-                .groups()
-                .commit_offsets(CommitOffsetsRequest {
-                    group_id: group.clone(),
-                    member_id,
-                    member_epoch,
-                    offsets,
-                })
-                .await?
-                .into_inner();
+            let req = CommitOffsetsRequest {
+                group_id: group.clone(),
+                member_id,
+                member_epoch,
+                offsets,
+            };
+            let res = link
+                .call(|conn| commit_rpc(conn, req.clone()), commit_code)
+                .await?;
             check_code(&group, None, res.error_code, &res.error_message)
         }))
     }
@@ -338,17 +366,15 @@ impl GroupConsumer {
         let mut attempts = 0;
         loop {
             let (member_id, member_epoch) = self.member();
-            let res = self
-                .conn
-                .groups()
-                .commit_offsets(CommitOffsetsRequest {
-                    group_id: self.config.group_id.clone(),
-                    member_id,
-                    member_epoch,
-                    offsets: offsets.clone(),
-                })
-                .await?
-                .into_inner();
+            let req = CommitOffsetsRequest {
+                group_id: self.config.group_id.clone(),
+                member_id,
+                member_epoch,
+                offsets: offsets.clone(),
+            };
+            let res = (self.link)
+                .call(|conn| commit_rpc(conn, req.clone()), commit_code)
+                .await?;
             attempts += 1;
             if res.error_code() == ErrorCode::FencedMemberEpoch
                 && attempts < 5
@@ -363,6 +389,29 @@ impl GroupConsumer {
                 &res.error_message,
             );
         }
+    }
+
+    /// Commits the positions of every held partition with member id "" and epoch -1.
+    async fn commit_as_outsider(&self) -> Result<(), ClientError> {
+        let offsets = self.positions(&self.owned).await?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let req = CommitOffsetsRequest {
+            group_id: self.config.group_id.clone(),
+            member_id: String::new(),
+            member_epoch: -1,
+            offsets,
+        };
+        let res = (self.link)
+            .call(|conn| commit_rpc(conn, req.clone()), commit_code)
+            .await?;
+        check_code(
+            &self.config.group_id,
+            None,
+            res.error_code,
+            &res.error_message,
+        )
     }
 
     /// Commits the positions of every held partition: everything earlier polls returned.
@@ -399,15 +448,19 @@ impl GroupConsumer {
         }
         let added: BTreeSet<TopicPartition> = target.difference(&self.owned).cloned().collect();
         if !added.is_empty() {
-            let committed = self
-                .conn
-                .groups()
-                .fetch_offsets(FetchOffsetsRequest {
-                    group_id: self.config.group_id.clone(),
-                    partitions: to_wire(&added),
-                })
-                .await?
-                .into_inner();
+            let req = FetchOffsetsRequest {
+                group_id: self.config.group_id.clone(),
+                partitions: to_wire(&added),
+            };
+            let committed = (self.link)
+                .call(
+                    |conn| {
+                        let req = req.clone();
+                        async move { Ok(conn.groups().fetch_offsets(req).await?.into_inner()) }
+                    },
+                    |res: &FetchOffsetsResponse| (res.error_code, res.error_message.as_str()),
+                )
+                .await?;
             check_code(
                 &self.config.group_id,
                 None,
@@ -444,8 +497,21 @@ impl GroupConsumer {
             self.apply_rebalance().await?;
             if let Some(every) = self.config.auto_commit
                 && self.last_commit.elapsed() >= every
+                && let Err(e) = self.commit().await
             {
-                self.commit().await?;
+                // Membership lost (the coordinator moved or evicted this member) or the
+                // coordinator out of reach: the heartbeat task rejoins, and whatever was not
+                // committed is delivered again (at least once). Anything else is the
+                // application's to see.
+                let member_lost = matches!(
+                    e.error_code(),
+                    Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch)
+                );
+                if !(member_lost || e.is_retriable()) {
+                    return Err(e);
+                }
+                tracing::warn!(group = %self.config.group_id, cause = %e, "auto-commit failed");
+                self.last_commit = Instant::now();
             }
             if !self.owned.is_empty() {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -467,11 +533,26 @@ impl GroupConsumer {
     }
 
     /// Commits (with auto-commit on), leaves the group and stops.
+    ///
+    /// If the group no longer knows this member (its coordinator moved, and the new one has
+    /// not seen it rejoin yet), the positions are committed outside the group protocol
+    /// instead: they cover only records `poll` returned, so at worst another member that took
+    /// a partition over meanwhile sees some of its records again; none is skipped.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        let committed = if self.config.auto_commit.is_some() {
-            self.commit().await
-        } else {
-            Ok(())
+        let committed = match self.config.auto_commit {
+            None => Ok(()),
+            Some(_) => match self.commit().await {
+                Err(e)
+                    if matches!(
+                        e.error_code(),
+                        Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch)
+                    ) =>
+                {
+                    tracing::info!(group = %self.config.group_id, cause = %e, "membership lost before close: committing outside the group protocol");
+                    self.commit_as_outsider().await
+                }
+                other => other,
+            },
         };
         self.shared.0.lock().leaving = true;
         self.shared.2.notify_one();

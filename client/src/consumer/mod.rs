@@ -25,7 +25,8 @@
 //! - [`run_batches`] (`batch_consumer.rs`): the batching consumer over a [`GroupConsumer`]:
 //!   batches of N records or T, partitions in parallel, commit after the handler succeeded.
 //! - [`GroupConsumer`] (`group_consumer.rs`): a member of a consumer group: the coordinator
-//!   assigns its partitions, it resumes from committed offsets and commits what was processed.
+//!   assigns its partitions, it resumes from committed offsets and commits what was processed;
+//!   `coordinator.rs` finds the group's coordinator and follows it when it moves.
 
 mod assignment;
 mod batch_consumer;
@@ -36,6 +37,7 @@ mod config_error;
 #[allow(clippy::module_inception)]
 mod consumer;
 mod consumer_record;
+pub(crate) mod coordinator;
 mod fetched;
 mod fetcher;
 mod group_consumer;

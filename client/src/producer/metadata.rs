@@ -7,6 +7,7 @@
 //! [`crate::cli::router`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use brook_proto::v1::{ErrorCode, MetadataRequest};
@@ -71,9 +72,14 @@ impl MetadataCache {
         self.load(names).await
     }
 
-    /// Asks the bootstrap broker, then, if it cannot answer, every other known broker in turn
-    /// (a cluster keeps answering while the bootstrap broker restarts).
-    async fn load(&mut self, names: Vec<String>) -> Result<(), ClientError> {
+    /// Sends `request` to the bootstrap broker, then, if it cannot answer, to every other
+    /// known broker in turn (a cluster keeps answering while the bootstrap broker restarts).
+    /// A failure that is not about reaching the broker is returned at once.
+    pub async fn ask_any<T, F, Fut>(&mut self, what: &str, mut request: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Connection) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
         let mut sources = vec![self.bootstrap.clone()];
         let mut others: Vec<(i32, String)> = (self.brokers.iter())
             .map(|(node, addr)| (*node, addr.clone()))
@@ -81,7 +87,7 @@ impl MetadataCache {
         others.sort();
         let mut failure = None;
         let mut others = others.into_iter();
-        let response = loop {
+        loop {
             let conn = match sources.pop() {
                 Some(conn) => conn,
                 None => match others.next() {
@@ -101,12 +107,8 @@ impl MetadataCache {
                     None => return Err(failure.expect("the bootstrap broker was asked")),
                 },
             };
-            let mut client = conn.broker();
-            let request = client.metadata(MetadataRequest {
-                topics: names.clone(),
-            });
-            match tokio::time::timeout(self.timeout, request).await {
-                Ok(Ok(response)) => break response.into_inner(),
+            match tokio::time::timeout(self.timeout, request(conn)).await {
+                Ok(Ok(response)) => return Ok(response),
                 Ok(Err(status)) => {
                     let e = ClientError::Rpc(status);
                     if !e.is_retriable() {
@@ -116,12 +118,35 @@ impl MetadataCache {
                 }
                 Err(_) => {
                     failure = Some(ClientError::Timeout {
-                        operation: "metadata request".into(),
+                        operation: what.to_string(),
                         after: self.timeout,
                     })
                 }
             }
-        };
+        }
+    }
+
+    /// Whether the last metadata listed broker `node`.
+    pub fn knows_broker(&self, node: i32) -> bool {
+        self.brokers.contains_key(&node)
+    }
+
+    /// Reloads the known topics and the broker list.
+    pub async fn refresh_brokers(&mut self) -> Result<(), ClientError> {
+        let names: Vec<String> = self.topics.keys().cloned().collect();
+        self.load(names).await
+    }
+
+    async fn load(&mut self, names: Vec<String>) -> Result<(), ClientError> {
+        let response = self
+            .ask_any("metadata request", |conn| {
+                let topics = names.clone();
+                async move {
+                    let response = conn.broker().metadata(MetadataRequest { topics }).await?;
+                    Ok(response.into_inner())
+                }
+            })
+            .await?;
         for topic in response.topics {
             if topic.error_code == ErrorCode::UnknownTopicOrPartition as i32 {
                 self.topics.remove(&topic.name);

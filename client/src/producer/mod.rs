@@ -25,7 +25,7 @@ pub mod circuit_breaker;
 pub mod config;
 pub mod config_error;
 pub mod error;
-mod metadata;
+pub(crate) mod metadata;
 #[allow(clippy::module_inception)]
 pub mod producer;
 pub mod record;
