@@ -18,6 +18,8 @@ use brook_proto::v1::{
 };
 use tempfile::TempDir;
 
+use crate::proxy::Proxies;
+
 /// The `brook-broker` binary of this build: next to the test's `deps/` directory.
 pub fn broker_binary() -> PathBuf {
     let bin = std::env::current_exe()
@@ -73,6 +75,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     voters: String,
     env: Vec<(String, String)>,
+    /// With [`Cluster::start_with_proxies`]: the links brokers reach each other through.
+    proxies: Option<Proxies>,
 }
 
 impl Cluster {
@@ -82,8 +86,19 @@ impl Cluster {
         Cluster::start_with_binary(&broker_binary(), n, env)
     }
 
+    /// [`Cluster::start`] with the brokers reaching each other only through fault-injecting
+    /// [`Proxies`] (each broker's `--seeds` names the proxies for the others), so that
+    /// [`Cluster::isolate`] can cut one off; clients still reach every broker directly.
+    pub fn start_with_proxies(n: usize, env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_inner(&broker_binary(), n, env, true)
+    }
+
     /// [`Cluster::start`] with the `brook-broker` binary at `bin`.
     pub fn start_with_binary(bin: &Path, n: usize, env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_inner(bin, n, env, false)
+    }
+
+    fn start_inner(bin: &Path, n: usize, env: &[(&str, &str)], proxied: bool) -> Cluster {
         let nodes: Vec<Node> = (1..=n as i32)
             .map(|id| Node {
                 id,
@@ -97,7 +112,10 @@ impl Cluster {
             .map(|n| format!("{}@{}", n.id, n.grpc))
             .collect::<Vec<_>>()
             .join(",");
+        let proxies = proxied
+            .then(|| Proxies::start(&(nodes.iter()).map(|n| (n.id, n.grpc.clone())).collect()));
         let mut cluster = Cluster {
+            proxies,
             bin: bin.to_path_buf(),
             nodes,
             voters,
@@ -116,9 +134,40 @@ impl Cluster {
         &self.nodes[(id - 1) as usize]
     }
 
+    /// Broker `id`'s `--seeds`: every broker's address, or with proxies, the proxies it
+    /// reaches the others through.
+    fn seeds(&self, id: i32) -> String {
+        let Some(proxies) = &self.proxies else {
+            return self.voters.clone();
+        };
+        (self.nodes.iter())
+            .map(|n| match n.id {
+                me if me == id => format!("{me}@{}", n.grpc),
+                other => format!("{other}@{}", proxies.addr(id, other)),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Cuts broker `id` off from the other brokers (with [`Cluster::start_with_proxies`]).
+    pub fn isolate(&self, id: i32) {
+        self.proxies
+            .as_ref()
+            .expect("a cluster with proxies")
+            .isolate(id);
+    }
+
+    /// Ends every network partition.
+    pub fn heal(&self) {
+        self.proxies
+            .as_ref()
+            .expect("a cluster with proxies")
+            .heal();
+    }
+
     /// Starts (or restarts, on the same directory and ports) broker `id`.
     pub fn start_node(&mut self, id: i32) {
-        let voters = self.voters.clone();
+        let voters = self.seeds(id);
         let env = self.env.clone();
         let node = &mut self.nodes[(id - 1) as usize];
         assert!(node.child.is_none(), "broker {id} already runs");
@@ -189,13 +238,14 @@ impl Cluster {
     }
 
     /// `(offset, value)` of every record of `topic`-`partition` below the high watermark,
-    /// read from broker `id` (which must lead it), and that high watermark.
+    /// read from broker `id` (which must lead it), and that high watermark; an error names
+    /// the broker's refusal (it does not lead the partition, for one).
     pub async fn read_partition(
         &self,
         id: i32,
         topic: &str,
         partition: u32,
-    ) -> (Vec<(i64, String)>, i64) {
+    ) -> Result<(Vec<(i64, String)>, i64), String> {
         let conn = self.connect(id).await;
         let mut out: Vec<(i64, String)> = Vec::new();
         loop {
@@ -217,17 +267,18 @@ impl Cluster {
                     }],
                 })
                 .await
-                .unwrap_or_else(|e| panic!("fetch {topic}-{partition} from broker {id}: {e}"))
+                .map_err(|e| format!("fetch {topic}-{partition} from broker {id}: {e}"))?
                 .into_inner();
             let answer = &response.topics[0].partitions[0];
-            assert_eq!(
-                answer.error_code,
-                ErrorCode::None as i32,
-                "broker {id}, {topic}-{partition}: {}",
-                answer.error_message
-            );
+            if answer.error_code != ErrorCode::None as i32 {
+                return Err(format!(
+                    "broker {id}, {topic}-{partition}: {:?} {}",
+                    answer.error_code(),
+                    answer.error_message
+                ));
+            }
             if answer.records.is_empty() {
-                return (out, answer.high_watermark);
+                return Ok((out, answer.high_watermark));
             }
             for batch in Batches::new(answer.records.clone(), usize::MAX) {
                 for record in batch.expect("a valid batch").records().expect("records") {

@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod kafka;
+pub mod proxy;
 
 /// The line `log-appender` prints for each acknowledged batch:
 /// `"{base_offset} {last_offset} {tag}"`; record `i` of the batch has value `"{tag}:{i}"`.

@@ -67,7 +67,10 @@ async fn create_topic(
 
 /// Every record value of `topic`-`partition`, read from broker `from`.
 async fn read_all(cluster: &Cluster, from: i32, topic: &str, partition: u32) -> Vec<String> {
-    let (records, _) = cluster.read_partition(from, topic, partition).await;
+    let (records, _) = cluster
+        .read_partition(from, topic, partition)
+        .await
+        .unwrap();
     records.into_iter().map(|(_, v)| v).collect()
 }
 

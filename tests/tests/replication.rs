@@ -12,12 +12,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use brook_client::producer::{Producer, ProducerConfig, ProducerRecord};
-use brook_proto::Batches;
-use brook_proto::v1::{
-    CreateTopicsRequest, ErrorCode, FetchPartition, FetchRequest, FetchTopic, MetadataResponse,
-    NewTopic,
+use brook_client::Connection;
+use brook_client::consumer::{
+    AutoOffsetReset, ConsumerConfig, GroupConsumer, GroupMemberConfig, NoListener,
 };
+use brook_client::producer::{Producer, ProducerConfig, ProducerRecord};
+use brook_proto::v1::{
+    Acks, CreateTopicsRequest, ErrorCode, FetchOffsetsRequest, FetchPartition, FetchRequest,
+    FetchTopic, FindCoordinatorRequest, MetadataResponse, NewTopic, PartitionProduceData,
+    ProduceRequest, TopicProduceData,
+};
+use brook_proto::{BatchBuilder, Batches};
 use brook_tests::cluster::Cluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -67,7 +72,11 @@ fn seed() -> u64 {
 
 /// Three brokers and the topic, every ISR whole; returns its metadata.
 async fn cluster_with_topic() -> (Cluster, MetadataResponse) {
-    let cluster = Cluster::start(3, &ENV);
+    with_topic(Cluster::start(3, &ENV)).await
+}
+
+/// The topic on `cluster`, every ISR whole; returns its metadata.
+async fn with_topic(cluster: Cluster) -> (Cluster, MetadataResponse) {
     cluster
         .wait_metadata(1, "three live brokers", PATIENCE, |m| m.brokers.len() == 3)
         .await;
@@ -162,8 +171,8 @@ impl Load {
 
 /// The checker: every acknowledged write is in its partition at its offset, nothing is
 /// duplicated, every write was acknowledged, and every broker's files hold the same records
-/// below the high watermark. Stops the cluster.
-async fn check(mut cluster: Cluster, outcomes: Outcomes, seed: u64) {
+/// below the high watermark. Stops the cluster; returns every value stored.
+async fn check(mut cluster: Cluster, outcomes: Outcomes, seed: u64) -> BTreeSet<String> {
     let (acked, failed, sent) = outcomes;
     let metadata = cluster
         .wait_metadata(1, "every ISR whole", PATIENCE, healthy)
@@ -180,11 +189,10 @@ async fn check(mut cluster: Cluster, outcomes: Outcomes, seed: u64) {
         acked.len() > 100,
         "too few acknowledged writes to mean anything"
     );
-    let leaders: Vec<i32> = partitions(&metadata).iter().map(|(l, _)| *l).collect();
     let mut stored: BTreeMap<u32, Vec<(i64, String)>> = BTreeMap::new();
     let mut high_watermarks = BTreeMap::new();
     for p in 0..PARTITIONS {
-        let (records, hw) = cluster.read_partition(leaders[p as usize], TOPIC, p).await;
+        let (records, hw) = read_to_acked(&cluster, metadata.clone(), p, &acked).await;
         stored.insert(p, records);
         high_watermarks.insert(p, hw);
     }
@@ -265,6 +273,40 @@ async fn check(mut cluster: Cluster, outcomes: Outcomes, seed: u64) {
             );
         }
     }
+    seen
+}
+
+/// Partition `p` read from its leader, up to a high watermark past every acknowledged offset.
+/// A leader elected a moment ago (an automatic preferred-leader election, say) starts from the
+/// high watermark it knew as a follower and moves it up once its followers fetch from it, so
+/// a read that stops short is tried again, with fresh metadata, for a while; after that the
+/// short read stands, and the records past it count as lost.
+async fn read_to_acked(
+    cluster: &Cluster,
+    mut metadata: MetadataResponse,
+    p: u32,
+    acked: &[(u32, i64, String)],
+) -> (Vec<(i64, String)>, i64) {
+    let needed = (acked.iter())
+        .filter(|(q, _, _)| *q == p)
+        .map(|(_, o, _)| o + 1)
+        .max()
+        .unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let leader = partitions(&metadata)[p as usize].0;
+        let read = cluster.read_partition(leader, TOPIC, p).await;
+        let last_try = tokio::time::Instant::now() >= deadline;
+        match read {
+            Ok((records, hw)) if hw >= needed || last_try => return (records, hw),
+            Err(e) if last_try => panic!("{TOPIC}-{p}: {e}"),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        metadata = cluster
+            .wait_metadata(1, "every ISR whole", PATIENCE, healthy)
+            .await;
+    }
 }
 
 /// (a) and (d): SIGKILL the leader of a partition during continuous acks=all produce; it
@@ -312,6 +354,264 @@ async fn acks_all_writes_survive_a_sigkilled_leader_and_the_replicas_agree() {
     check(cluster, outcomes, seed).await;
 }
 
+/// The broker coordinating `group`, as broker `ask` names it.
+async fn coordinator_of(cluster: &Cluster, ask: i32, group: &str) -> Option<i32> {
+    let answer = (cluster.connect(ask).await.groups())
+        .find_coordinator(FindCoordinatorRequest {
+            group_id: group.into(),
+        })
+        .await
+        .ok()?
+        .into_inner();
+    (answer.error_code == ErrorCode::None as i32).then_some(answer.node_id)
+}
+
+/// A group member polling until told to stop, recording (partition, offset, value).
+fn member(
+    cluster: &Cluster,
+    bootstrap: i32,
+    consumed: Arc<parking_lot::Mutex<Vec<(u32, i64, String)>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let addr = cluster.node(bootstrap).grpc.clone();
+    tokio::spawn(async move {
+        let conn = Connection::connect(&addr).await.unwrap();
+        let config = ConsumerConfig::builder()
+            .bootstrap(conn.addr())
+            .auto_offset_reset(AutoOffsetReset::Earliest)
+            .fetch_max_wait(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let group = GroupMemberConfig {
+            group_id: GROUP.into(),
+            topics: vec![TOPIC.into()],
+            auto_commit: Some(Duration::from_millis(200)),
+        };
+        let mut m = GroupConsumer::subscribe(conn, config, group, Box::new(NoListener)).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            let records = m.poll(Duration::from_millis(100)).await.expect("poll");
+            let mut seen = consumed.lock();
+            for r in records {
+                let value = String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned();
+                seen.push((r.partition, r.offset.0, value));
+            }
+        }
+        m.close().await.expect("close commits and leaves");
+    })
+}
+
+const GROUP: &str = "through-failover";
+
+/// (e): a consumer group keeps consuming through a SIGKILL of the broker that coordinates it
+/// (the leader of its `__consumer_offsets` partition, which also leads a partition of the
+/// topic): the members find the new coordinator, rejoin, resume from the committed offsets,
+/// and between them consume every acknowledged record, each at its offset; at the end the
+/// committed offsets are the partitions' ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_consumes_everything_through_a_sigkilled_coordinator() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut cluster, _) = cluster_with_topic().await;
+    let load = Load::start(&cluster, 1).await;
+    let consumed = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let members = [
+        member(&cluster, 2, consumed.clone(), stop.clone()),
+        member(&cluster, 3, consumed.clone(), stop.clone()),
+    ];
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while consumed.lock().len() < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group consumed nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let victim = coordinator_of(&cluster, 1, GROUP).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
+    println!("SIGKILL broker {victim}, the coordinator of group {GROUP}");
+    cluster.kill(victim);
+    let survivor = if victim == 1 { 2 } else { 1 };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let successor = loop {
+        match coordinator_of(&cluster, survivor, GROUP).await {
+            Some(c) if c != victim => break c,
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seed {seed}: no new coordinator"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("broker {successor} coordinates the group now");
+    let before_restart = consumed.lock().len();
+    tokio::time::sleep(Duration::from_millis(rng.random_range(1000..2500))).await;
+    cluster.start_node(victim);
+    cluster
+        .wait_metadata(survivor, "every ISR whole", PATIENCE, healthy)
+        .await;
+    let outcomes = load.finish().await;
+    let acked: BTreeMap<String, (u32, i64)> = (outcomes.0.iter())
+        .map(|(p, o, v)| (v.clone(), (*p, *o)))
+        .collect();
+    // The members drain what is left, then stop (committing their positions).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let seen: BTreeSet<String> = consumed.lock().iter().map(|(_, _, v)| v.clone()).collect();
+        let missing = acked.keys().filter(|v| !seen.contains(*v)).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seed {seed}: {missing} acknowledged records never consumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for m in members {
+        m.await.unwrap();
+    }
+    let consumed = std::mem::take(&mut *consumed.lock());
+    assert!(
+        consumed.len() > before_restart,
+        "seed {seed}: nothing consumed after the failover"
+    );
+    // Each record at the offset its acknowledgement named (none inconsistent).
+    let inconsistent: Vec<_> = (consumed.iter())
+        .filter(|(p, o, v)| acked.get(v).is_some_and(|at| at != &(*p, *o)))
+        .collect();
+    assert!(inconsistent.is_empty(), "seed {seed}: {inconsistent:?}");
+    let redelivered = consumed.len() - consumed.iter().collect::<BTreeSet<_>>().len();
+    println!(
+        "consumed {} records ({redelivered} delivered again after the failover)",
+        consumed.len()
+    );
+    // Committed offsets: each partition's end, as the coordinator tells it.
+    let coordinator = coordinator_of(&cluster, survivor, GROUP).await.unwrap();
+    let committed = (cluster.connect(coordinator).await.groups())
+        .fetch_offsets(FetchOffsetsRequest {
+            group_id: GROUP.into(),
+            partitions: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        committed.error_code,
+        ErrorCode::None as i32,
+        "{}",
+        committed.error_message
+    );
+    let mut ends = BTreeMap::new();
+    for (p, o) in acked.values() {
+        let end = ends.entry(*p).or_insert(0);
+        *end = (*end).max(o + 1);
+    }
+    let got: BTreeMap<u32, i64> = (committed.offsets.iter())
+        .map(|o| (o.partition, o.offset))
+        .collect();
+    assert_eq!(got, ends, "seed {seed}: committed offsets");
+    check(cluster, outcomes, seed).await;
+}
+
+/// Writes `value` to `partition` of the topic on broker `id` alone, acks=all, waiting at most
+/// `timeout_ms`: the error code and message, or `None` when it was acknowledged.
+async fn probe(
+    cluster: &Cluster,
+    id: i32,
+    partition: u32,
+    value: &str,
+    timeout_ms: u32,
+) -> Option<String> {
+    let mut batch = BatchBuilder::new();
+    batch.append(0, None, Some(value.as_bytes()), &[]);
+    let request = ProduceRequest {
+        acks: Acks::All as i32,
+        timeout_ms,
+        topics: vec![TopicProduceData {
+            topic: TOPIC.into(),
+            partitions: vec![PartitionProduceData {
+                partition,
+                records: batch.build(),
+            }],
+        }],
+    };
+    let answer = tokio::time::timeout(
+        Duration::from_millis(u64::from(timeout_ms) + 5_000),
+        cluster.connect(id).await.broker().produce(request),
+    )
+    .await;
+    match answer {
+        Err(_) => Some("no answer".into()),
+        Ok(Err(status)) => Some(format!("{status}")),
+        Ok(Ok(answer)) => {
+            let p = &answer.into_inner().topics[0].partitions[0];
+            (p.error_code != ErrorCode::None as i32)
+                .then(|| format!("{:?}: {}", p.error_code(), p.error_message))
+        }
+    }
+}
+
+/// (b): the leader of a partition is cut off from the other brokers (the links between
+/// brokers go silent, as in a network partition; clients still reach every broker) under
+/// continuous acks=all produce, and the network heals a few seconds later. The majority
+/// fences it and elects new leaders; cut off, it acknowledges no acks=all write; healed, it
+/// learns the new epochs, drops what it took alone, catches up and rejoins every ISR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_others_acknowledges_nothing_and_rejoins() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (cluster, before) = with_topic(Cluster::start_with_proxies(3, &ENV)).await;
+    let victim = partitions(&before)[0].0;
+    let survivor = victim % 3 + 1;
+    let load = Load::start(&cluster, survivor).await;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(500..2000))).await;
+    println!("cutting broker {victim}, the leader of {TOPIC}-0, off from the others");
+    cluster.isolate(victim);
+    cluster
+        .wait_metadata(
+            survivor,
+            "the majority fences the cut-off broker and elects new leaders",
+            PATIENCE,
+            |m| {
+                let p = partitions(m);
+                !m.brokers.iter().any(|b| b.node_id == victim)
+                    && p.len() == PARTITIONS as usize
+                    && p.iter().all(|(l, _)| *l > 0 && *l != victim)
+            },
+        )
+        .await;
+    // Cut off, the old leader may still believe it leads, but cannot replicate: an acks=all
+    // write to it is not acknowledged.
+    let refused = probe(&cluster, victim, 0, "written-to-the-cut-off-leader", 2_000).await;
+    println!("the cut-off broker answered an acks=all write with {refused:?}");
+    assert!(
+        refused.is_some(),
+        "seed {seed}: a cut-off broker acknowledged an acks=all write"
+    );
+    tokio::time::sleep(Duration::from_millis(rng.random_range(500..2500))).await;
+    println!("healing the network");
+    cluster.heal();
+    cluster
+        .wait_metadata(
+            victim,
+            "every ISR whole, as the healed broker sees it",
+            PATIENCE,
+            healthy,
+        )
+        .await;
+    let outcomes = load.finish().await;
+    let stored = check(cluster, outcomes, seed).await;
+    assert!(
+        !stored.contains("written-to-the-cut-off-leader"),
+        "seed {seed}: the write the cut-off leader took alone survived"
+    );
+}
+
 /// (c): every broker in turn is stopped cleanly and restarted under load; each waits for
 /// every ISR to be whole before the next goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +627,10 @@ async fn a_rolling_restart_under_load_loses_nothing() {
         let status = cluster.terminate(id);
         assert!(status.success(), "broker {id} stopped with {status}");
         let other = if id == 1 { 2 } else { 1 };
-        let m = cluster.metadata(other).await.unwrap();
+        // Fenced before it exited: the very next metadata already leaves it out.
+        let m = cluster
+            .wait_metadata(other, "an answer from a live broker", PATIENCE, |_| true)
+            .await;
         assert!(
             !m.brokers.iter().any(|b| b.node_id == id),
             "seed {seed}: broker {id} still live after a clean stop"
