@@ -673,11 +673,13 @@ async fn topic_commands_print_their_documented_lines() {
          \x20 flush.policy=never\n\
          \x20 index.interval.bytes=4096\n\
          \x20 max.message.bytes=1048576\n\
+         \x20 min.insync.replicas=1\n\
          \x20 retention.bytes=-1\n\
          \x20 retention.ms=604800000\n\
          \x20 segment.bytes=4096\n\
          \x20 segment.index.bytes=10485760\n\
          \x20 segment.ms=604800000\n\
+         \x20 unclean.leader.election.enable=false\n\
          \x20 partition  leader  start offset  end offset  high watermark  size bytes  segments\n\
          \x20 0          1       0             0           0               0           1\n\
          \x20 1          1       0             0           0               0           1\n\
@@ -718,8 +720,9 @@ async fn invalid_config_is_reported_with_its_code() {
     assert_eq!(
         err.to_string(),
         "INVALID_CONFIG: unknown topic config \"bogus\": valid keys are flush.policy, \
-         index.interval.bytes, max.message.bytes, retention.bytes, retention.ms, \
-         segment.bytes, segment.index.bytes, segment.ms (topic t)"
+         index.interval.bytes, max.message.bytes, min.insync.replicas, retention.bytes, \
+         retention.ms, segment.bytes, segment.index.bytes, segment.ms, \
+         unclean.leader.election.enable (topic t)"
     );
     let mut out = Vec::new();
     assert_eq!(cli::list_topics(&conn, &mut out).await.unwrap(), 0);

@@ -522,6 +522,7 @@ async fn a_consumer_group_consumes_everything_through_a_sigkilled_coordinator() 
 async fn probe(
     cluster: &Cluster,
     id: i32,
+    topic: &str,
     partition: u32,
     value: &str,
     timeout_ms: u32,
@@ -532,7 +533,7 @@ async fn probe(
         acks: Acks::All as i32,
         timeout_ms,
         topics: vec![TopicProduceData {
-            topic: TOPIC.into(),
+            topic: topic.into(),
             partitions: vec![PartitionProduceData {
                 partition,
                 records: batch.build(),
@@ -587,7 +588,15 @@ async fn a_leader_cut_off_from_the_others_acknowledges_nothing_and_rejoins() {
         .await;
     // Cut off, the old leader may still believe it leads, but cannot replicate: an acks=all
     // write to it is not acknowledged.
-    let refused = probe(&cluster, victim, 0, "written-to-the-cut-off-leader", 2_000).await;
+    let refused = probe(
+        &cluster,
+        victim,
+        TOPIC,
+        0,
+        "written-to-the-cut-off-leader",
+        2_000,
+    )
+    .await;
     println!("the cut-off broker answered an acks=all write with {refused:?}");
     assert!(
         refused.is_some(),
@@ -835,4 +844,139 @@ async fn replica_requests_are_checked(cluster: &Cluster, metadata: &MetadataResp
         "{}",
         a.error_message
     );
+}
+
+/// CreateTopics with `configs` through broker 1: (error code, message).
+async fn create_with(
+    cluster: &Cluster,
+    name: &str,
+    rf: u32,
+    configs: &[(&str, &str)],
+) -> (ErrorCode, String) {
+    let response = (cluster.connect(1).await.admin())
+        .create_topics(CreateTopicsRequest {
+            topics: vec![NewTopic {
+                name: name.into(),
+                partitions: 1,
+                replication_factor: rf,
+                configs: (configs.iter())
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }],
+            validate_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let r = &response.results[0];
+    (r.error_code(), r.error_message.clone())
+}
+
+/// (leader, ISR) of partition 0 of `topic`.
+fn isr_of(m: &MetadataResponse, topic: &str) -> Option<(i32, Vec<i32>)> {
+    let t = m.topics.iter().find(|t| t.name == topic)?;
+    t.partitions.first().map(|p| (p.leader, p.isr.clone()))
+}
+
+/// A topic's own `min.insync.replicas` overrides the broker's: with one follower down, acks=all
+/// writes to a topic that asks for 3 in-sync replicas are refused with NOT_ENOUGH_REPLICAS
+/// naming both numbers, while the topic on the broker default (2) still takes them; back in
+/// the ISR, the follower lets the strict topic write again. Bad values are refused at create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_min_insync_replicas_overrides_the_broker_default() {
+    let _serial = SERIAL.lock().await;
+    let (mut cluster, _) = cluster_with_topic().await;
+    for (rf, configs, expected) in [
+        (
+            3,
+            [("min.insync.replicas", "4")],
+            "topic config min.insync.replicas = 4 is larger than the replication factor 3: no acks=all write could succeed",
+        ),
+        (
+            3,
+            [("min.insync.replicas", "0")],
+            "topic config min.insync.replicas = 0 is out of range: must be between 1 and 100",
+        ),
+        (
+            3,
+            [("unclean.leader.election.enable", "yes")],
+            "topic config unclean.leader.election.enable = \"yes\" is invalid: use \"true\" or \"false\"",
+        ),
+    ] {
+        assert_eq!(
+            create_with(&cluster, "refused", rf, &configs).await,
+            (ErrorCode::InvalidConfig, expected.to_string())
+        );
+    }
+    assert_eq!(
+        create_with(&cluster, "strict", 3, &[("min.insync.replicas", "3")]).await,
+        (ErrorCode::None, String::new())
+    );
+    let m = cluster
+        .wait_metadata(1, "strict with a full ISR", PATIENCE, |m| {
+            isr_of(m, "strict").is_some_and(|(l, isr)| l > 0 && isr.len() == 3)
+        })
+        .await;
+    assert!(!m.topics.iter().any(|t| t.name == "refused"));
+    let described = (cluster.connect(2).await.admin())
+        .describe_topics(brook_proto::v1::DescribeTopicsRequest {
+            names: vec!["strict".into(), TOPIC.into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let min_insync: Vec<&str> = (described.topics.iter())
+        .map(|t| t.configs["min.insync.replicas"].as_str())
+        .collect();
+    assert_eq!(min_insync, ["3", "2"]);
+
+    let (leader, isr) = isr_of(&m, "strict").unwrap();
+    assert_eq!(
+        probe(&cluster, leader, "strict", 0, "first", 5_000).await,
+        None
+    );
+    let follower = *isr.iter().find(|n| **n != leader).unwrap();
+    println!("SIGKILL broker {follower}, a follower of strict-0 (led by {leader})");
+    cluster.kill(follower);
+    let m = cluster
+        .wait_metadata(leader, "the follower out of the ISR", PATIENCE, |m| {
+            isr_of(m, "strict").is_some_and(|(l, isr)| l == leader && isr.len() == 2)
+        })
+        .await;
+    assert_eq!(
+        probe(&cluster, leader, "strict", 0, "refused", 5_000).await,
+        Some("NotEnoughReplicas: 2 in-sync replicas, min.insync.replicas is 3".to_string())
+    );
+    // The broker default (2) still holds for the other topic.
+    let (p, (events_leader, _)) = (partitions(&m).into_iter().enumerate())
+        .find(|(_, (l, _))| *l > 0 && *l != follower)
+        .unwrap();
+    assert_eq!(
+        probe(&cluster, events_leader, TOPIC, p as u32, "default", 5_000).await,
+        None
+    );
+    cluster.start_node(follower);
+    cluster
+        .wait_metadata(
+            leader,
+            "strict with a full ISR again, led by its preferred replica",
+            PATIENCE,
+            |m| {
+                let t = m.topics.iter().find(|t| t.name == "strict");
+                t.and_then(|t| t.partitions.first())
+                    .is_some_and(|p| p.isr.len() == 3 && p.replicas.first() == Some(&p.leader))
+            },
+        )
+        .await;
+    let m = cluster
+        .wait_metadata(leader, "an answer", PATIENCE, |_| true)
+        .await;
+    let (leader, _) = isr_of(&m, "strict").unwrap();
+    assert_eq!(
+        probe(&cluster, leader, "strict", 0, "second", 5_000).await,
+        None
+    );
+    let (records, _) = cluster.read_partition(leader, "strict", 0).await.unwrap();
+    let values: Vec<&str> = records.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, ["first", "second"]);
 }

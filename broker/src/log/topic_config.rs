@@ -12,6 +12,10 @@
 //! | `segment.index.bytes` | `max_index_bytes`      | bytes                                  |
 //! | `segment.ms`          | `segment_ms`           | ms, `-1`: never roll by age            |
 //!
+//! Two more keys are replication settings, kept apart in [`ReplicationSettings`] since they
+//! do not touch the log: `min.insync.replicas` (1 to 100; unset: the broker's
+//! `cluster.min_insync_replicas`) and `unclean.leader.election.enable` (`true` or `false`).
+//!
 //! Kafka has no `-1` for `segment.ms`; Brook accepts it since [`LogConfig::segment_ms`] can
 //! be unset. Values are integers in decimal (surrounding whitespace ignored); ranges are those
 //! of [`LogConfig::validate`].
@@ -27,11 +31,13 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     FLUSH_POLICY,
     INDEX_INTERVAL_BYTES,
     MAX_MESSAGE_BYTES,
+    MIN_INSYNC_REPLICAS,
     RETENTION_BYTES,
     RETENTION_MS,
     SEGMENT_BYTES,
     SEGMENT_INDEX_BYTES,
     SEGMENT_MS,
+    UNCLEAN_LEADER_ELECTION,
 ];
 
 const FLUSH_POLICY: &str = "flush.policy";
@@ -42,6 +48,66 @@ const RETENTION_MS: &str = "retention.ms";
 const SEGMENT_BYTES: &str = "segment.bytes";
 const SEGMENT_INDEX_BYTES: &str = "segment.index.bytes";
 const SEGMENT_MS: &str = "segment.ms";
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+
+/// Largest `min.insync.replicas` (the broker's `cluster.min_insync_replicas` has the same).
+pub const MAX_MIN_INSYNC_REPLICAS: u32 = 100;
+
+/// A topic's replication settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// `min.insync.replicas`; `None`: the broker's default.
+    pub min_insync_replicas: Option<u32>,
+    /// `unclean.leader.election.enable`: a partition whose ISR is all down may be led by a
+    /// live replica outside it (losing what only the ISR held).
+    pub unclean_leader_election: bool,
+}
+
+impl ReplicationSettings {
+    /// The `min.insync.replicas` in force, given the broker's default.
+    pub fn min_insync(&self, broker_default: u32) -> u32 {
+        self.min_insync_replicas.unwrap_or(broker_default)
+    }
+}
+
+/// The replication settings in `configs` (other keys are ignored here; see
+/// [`apply_topic_configs`] for them).
+pub fn replication_settings(
+    configs: &BTreeMap<String, String>,
+) -> Result<ReplicationSettings, TopicConfigError> {
+    let mut settings = ReplicationSettings::default();
+    if let Some(value) = configs.get(MIN_INSYNC_REPLICAS) {
+        let n = parse_u64(value.trim()).map_err(|reason| TopicConfigError::InvalidValue {
+            key: MIN_INSYNC_REPLICAS,
+            value: value.clone(),
+            reason,
+        })?;
+        if !(1..=u64::from(MAX_MIN_INSYNC_REPLICAS)).contains(&n) {
+            return Err(TopicConfigError::OutOfRange {
+                key: MIN_INSYNC_REPLICAS,
+                value: n,
+                min: 1,
+                max: MAX_MIN_INSYNC_REPLICAS.into(),
+            });
+        }
+        settings.min_insync_replicas = Some(n as u32);
+    }
+    if let Some(value) = configs.get(UNCLEAN_LEADER_ELECTION) {
+        settings.unclean_leader_election = match value.trim() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(TopicConfigError::InvalidValue {
+                    key: UNCLEAN_LEADER_ELECTION,
+                    value: value.clone(),
+                    reason: InvalidTopicValue::NotABool,
+                });
+            }
+        };
+    }
+    Ok(settings)
+}
 
 /// A topic config that cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +131,17 @@ pub enum TopicConfigError {
         /// What is wrong with it.
         #[source]
         reason: InvalidTopicValue,
+    },
+    /// `min.insync.replicas` above the topic's replication factor: no acks=all write could
+    /// ever be acknowledged.
+    #[error(
+        "topic config min.insync.replicas = {min_insync} is larger than the replication factor {replication_factor}: no acks=all write could succeed"
+    )]
+    MinInsyncAboveReplicas {
+        /// The setting.
+        min_insync: u32,
+        /// The topic's replication factor.
+        replication_factor: u32,
     },
     /// A value that parses but is outside the range [`LogConfig::validate`] allows.
     #[error("topic config {key} = {value} is out of range: must be between {min} and {max}")]
@@ -98,6 +175,9 @@ pub enum InvalidTopicValue {
         /// Largest value the setting holds.
         max: u64,
     },
+    /// Neither `true` nor `false`.
+    #[error("use \"true\" or \"false\"")]
+    NotABool,
     /// Not a flush policy.
     #[error("use \"always\", \"never\" or \"interval:<ms>\" with 1 to 3600000 ms")]
     FlushPolicy(#[source] ConfigError),
@@ -109,6 +189,7 @@ pub fn apply_topic_configs(
     base: &LogConfig,
     configs: &BTreeMap<String, String>,
 ) -> Result<LogConfig, TopicConfigError> {
+    replication_settings(configs)?;
     let mut config = base.clone();
     for (key, value) in configs {
         apply_one(&mut config, key, value)?;
@@ -134,8 +215,13 @@ pub fn apply_topic_configs(
     Ok(config)
 }
 
-/// Every topic config key with the value in force in `config`; `-1` for unlimited.
-pub fn topic_configs(config: &LogConfig) -> BTreeMap<String, String> {
+/// Every topic config key with the value in force in `config` and `replication` (with
+/// `min_insync_default` where the topic sets none); `-1` for unlimited.
+pub fn topic_configs(
+    config: &LogConfig,
+    replication: &ReplicationSettings,
+    min_insync_default: u32,
+) -> BTreeMap<String, String> {
     // Named field by field, so a field added to LogConfig fails to compile here until it has
     // a key.
     let LogConfig {
@@ -153,11 +239,19 @@ pub fn topic_configs(config: &LogConfig) -> BTreeMap<String, String> {
         (FLUSH_POLICY, flush.to_string()),
         (INDEX_INTERVAL_BYTES, index_interval_bytes.to_string()),
         (MAX_MESSAGE_BYTES, max_batch_bytes.to_string()),
+        (
+            MIN_INSYNC_REPLICAS,
+            replication.min_insync(min_insync_default).to_string(),
+        ),
         (RETENTION_BYTES, unlimited(retention_bytes)),
         (RETENTION_MS, unlimited(retention_ms)),
         (SEGMENT_BYTES, segment_bytes.to_string()),
         (SEGMENT_INDEX_BYTES, max_index_bytes.to_string()),
         (SEGMENT_MS, unlimited(segment_ms)),
+        (
+            UNCLEAN_LEADER_ELECTION,
+            replication.unclean_leader_election.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -188,6 +282,8 @@ fn apply_one(config: &mut LogConfig, key: &str, value: &str) -> Result<(), Topic
         SEGMENT_BYTES => config.segment_bytes = parse_u64(text).map_err(invalid)?,
         SEGMENT_INDEX_BYTES => config.max_index_bytes = parse_u32(text).map_err(invalid)?,
         SEGMENT_MS => config.segment_ms = parse_unlimited(text).map_err(invalid)?,
+        // Checked by replication_settings; not part of the log's config.
+        MIN_INSYNC_REPLICAS | UNCLEAN_LEADER_ELECTION => {}
         _ => unreachable!("{key} is in TOPIC_CONFIG_KEYS but has no field"),
     }
     Ok(())
@@ -260,23 +356,28 @@ mod tests {
         let mut sorted = TOPIC_CONFIG_KEYS.to_vec();
         sorted.sort_unstable();
         assert_eq!(sorted, TOPIC_CONFIG_KEYS);
-        let described: Vec<String> = topic_configs(&LogConfig::default()).into_keys().collect();
+        let described: Vec<String> =
+            topic_configs(&LogConfig::default(), &ReplicationSettings::default(), 1)
+                .into_keys()
+                .collect();
         assert_eq!(described, TOPIC_CONFIG_KEYS);
     }
 
     #[test]
     fn defaults_are_described_in_kafka_form() {
         assert_eq!(
-            topic_configs(&LogConfig::default()),
+            topic_configs(&LogConfig::default(), &ReplicationSettings::default(), 1),
             map(&[
                 ("flush.policy", "never"),
                 ("index.interval.bytes", "4096"),
                 ("max.message.bytes", "1048576"),
+                ("min.insync.replicas", "1"),
                 ("retention.bytes", "-1"),
                 ("retention.ms", "604800000"),
                 ("segment.bytes", "1073741824"),
                 ("segment.index.bytes", "10485760"),
                 ("segment.ms", "604800000"),
+                ("unclean.leader.election.enable", "false"),
             ])
         );
     }
@@ -287,11 +388,13 @@ mod tests {
             ("flush.policy", "interval:250"),
             ("index.interval.bytes", "512"),
             ("max.message.bytes", "2097152"),
+            ("min.insync.replicas", "1"),
             ("retention.bytes", "5000000"),
             ("retention.ms", "-1"),
             ("segment.bytes", "1048576"),
             ("segment.index.bytes", "4096"),
             ("segment.ms", "-1"),
+            ("unclean.leader.election.enable", "false"),
         ]);
         let config = apply_topic_configs(&LogConfig::default(), &full).unwrap();
         assert_eq!(
@@ -307,13 +410,16 @@ mod tests {
                 max_batch_bytes: 2 << 20,
             }
         );
-        assert_eq!(topic_configs(&config), full);
+        assert_eq!(
+            topic_configs(&config, &ReplicationSettings::default(), 1),
+            full
+        );
     }
 
     #[test]
     fn described_configs_apply_back_to_the_same_config() {
         let config = apply(&[("retention.bytes", "123456"), ("flush.policy", "always")]).unwrap();
-        let described = topic_configs(&config);
+        let described = topic_configs(&config, &ReplicationSettings::default(), 1);
         assert_eq!(
             apply_topic_configs(&LogConfig::default(), &described).unwrap(),
             config
@@ -350,8 +456,78 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown topic config \"cleanup.policy\": valid keys are flush.policy, \
-             index.interval.bytes, max.message.bytes, retention.bytes, retention.ms, \
-             segment.bytes, segment.index.bytes, segment.ms"
+             index.interval.bytes, max.message.bytes, min.insync.replicas, retention.bytes, \
+             retention.ms, segment.bytes, segment.index.bytes, segment.ms, \
+             unclean.leader.election.enable"
+        );
+    }
+
+    #[test]
+    fn replication_settings_are_read_and_checked() {
+        let set = map(&[
+            ("min.insync.replicas", " 3 "),
+            ("unclean.leader.election.enable", "true"),
+            ("retention.ms", "1000"),
+        ]);
+        let settings = replication_settings(&set).unwrap();
+        assert_eq!(
+            settings,
+            ReplicationSettings {
+                min_insync_replicas: Some(3),
+                unclean_leader_election: true,
+            }
+        );
+        assert_eq!(settings.min_insync(2), 3);
+        assert_eq!(ReplicationSettings::default().min_insync(2), 2);
+        // The log's config is untouched by them.
+        assert_eq!(
+            apply_topic_configs(&LogConfig::default(), &set).unwrap(),
+            LogConfig {
+                retention_ms: Some(1000),
+                ..LogConfig::default()
+            }
+        );
+        let described = topic_configs(&LogConfig::default(), &settings, 2);
+        assert_eq!(described["min.insync.replicas"], "3");
+        assert_eq!(described["unclean.leader.election.enable"], "true");
+        assert_eq!(replication_settings(&described).unwrap(), settings);
+    }
+
+    #[test]
+    fn bad_replication_settings_name_the_value_and_the_limit() {
+        for (value, message) in [
+            (
+                "0",
+                "topic config min.insync.replicas = 0 is out of range: must be between 1 and 100",
+            ),
+            (
+                "101",
+                "topic config min.insync.replicas = 101 is out of range: must be between 1 and 100",
+            ),
+            (
+                "-1",
+                "topic config min.insync.replicas = \"-1\" is invalid: must not be negative",
+            ),
+            (
+                "two",
+                "topic config min.insync.replicas = \"two\" is invalid: expected an integer (invalid digit found in string)",
+            ),
+        ] {
+            let err = apply(&[("min.insync.replicas", value)]).unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
+        let err = apply(&[("unclean.leader.election.enable", "yes")]).unwrap_err();
+        assert_eq!(
+            err,
+            TopicConfigError::InvalidValue {
+                key: "unclean.leader.election.enable",
+                value: "yes".to_string(),
+                reason: InvalidTopicValue::NotABool,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "topic config unclean.leader.election.enable = \"yes\" is invalid: use \"true\" or \"false\""
         );
     }
 

@@ -24,6 +24,7 @@ use crate::cluster::{ClusterMetadata, Command, Refused, assign_replicas};
 use crate::config::BrokerConfig;
 use crate::group::offset_store::OFFSETS_PARTITIONS;
 use crate::group::{OFFSETS_TOPIC, OffsetStore};
+use crate::log::topic_config::{TopicConfigError, replication_settings};
 use crate::partition::{AdminError, IsrProposal, Partition, Registry, is_internal};
 use crate::replication::{NodeId, ReplicationConfig};
 use crate::server::BrokerContext;
@@ -279,6 +280,13 @@ impl ClusterRole {
     /// epoch, follower of its leader (starting a fetcher), or none.
     fn assign_roles(self: &Arc<Self>, registry: &Registry, metadata: &ClusterMetadata) {
         for (name, topic) in &metadata.topics {
+            // Checked when the topic was created.
+            let settings = replication_settings(&topic.configs).unwrap_or_default();
+            let replication = ReplicationConfig {
+                min_insync: (settings.min_insync_replicas)
+                    .map_or(self.replication.min_insync, |n| n as usize),
+                ..self.replication
+            };
             for (i, state) in topic.partitions.iter().enumerate() {
                 let Some(partition) = registry.partition(name, i as u32) else {
                     continue;
@@ -297,7 +305,7 @@ impl ClusterRole {
                                 self.node_id,
                                 state.leader_epoch,
                                 state.partition_epoch,
-                                self.replication,
+                                replication,
                                 state.replicas.clone(),
                                 state.isr.clone(),
                             );
@@ -467,15 +475,23 @@ impl ClusterRole {
                 available: live.len() as u32,
             }
         })?;
+        let settings = replication_settings(&configs)?;
+        if let Some(min_insync) = settings.min_insync_replicas
+            && min_insync > rf
+        {
+            return Err(TopicConfigError::MinInsyncAboveReplicas {
+                min_insync,
+                replication_factor: rf,
+            }
+            .into());
+        }
         if validate_only {
             return Ok(());
         }
         let command = Command::CreateTopic {
             name: name.to_string(),
             replicas,
-            unclean_leader_election: configs
-                .get("unclean.leader.election.enable")
-                .is_some_and(|v| v == "true"),
+            unclean_leader_election: settings.unclean_leader_election,
             configs,
         };
         self.submit(command).await?;

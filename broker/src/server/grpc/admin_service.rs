@@ -8,7 +8,7 @@ use brook_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::error_code::admin_error_code;
-use crate::log::topic_config::topic_configs;
+use crate::log::topic_config::{replication_settings, topic_configs};
 use crate::partition::{AdminError, TopicNameError, is_internal};
 use crate::server::BrokerContext;
 
@@ -140,7 +140,14 @@ impl Admin for AdminService {
                     error_code: ErrorCode::None as i32,
                     error_message: String::new(),
                     replication_factor: t.meta.replication_factor,
-                    configs: topic_configs(&t.config).into_iter().collect(),
+                    configs: topic_configs(
+                        &t.config,
+                        // Checked when the topic was created or altered.
+                        &replication_settings(&t.meta.configs).unwrap_or_default(),
+                        self.ctx.config.cluster.min_insync_replicas,
+                    )
+                    .into_iter()
+                    .collect(),
                     partitions: t
                         .partitions
                         .iter()
