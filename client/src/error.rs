@@ -208,6 +208,8 @@ fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::GroupIdNotFound => "no such group",
         ErrorCode::NotCoordinator => "this broker does not coordinate the group",
         ErrorCode::CoordinatorNotAvailable => "the group's coordinator is not available yet",
+        ErrorCode::ElectionNotNeeded => "the preferred replica already leads",
+        ErrorCode::PreferredLeaderNotAvailable => "the preferred replica cannot lead now",
     }
 }
 

@@ -525,6 +525,75 @@ impl ClusterRole {
         }
     }
 
+    /// Moves leadership of `topic`-`partition` to its preferred (first) replica through the
+    /// controller, if it is live and in the ISR: the outcome, its message, and the leader
+    /// after (-1 if none or unknown).
+    pub async fn elect_preferred_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> (ErrorCode, String, NodeId) {
+        let leader_now = || {
+            (self.controller).with_metadata(|m| {
+                (m.partition(topic, partition).ok())
+                    .and_then(|p| p.leader)
+                    .unwrap_or(-1)
+            })
+        };
+        let checked = self.controller.with_metadata(|m| {
+            let p = (m.partition(topic, partition))
+                .map_err(|e| (ErrorCode::UnknownTopicOrPartition, e.to_string()))?;
+            let preferred = p.replicas[0];
+            if p.leader == Some(preferred) {
+                Err((
+                    ErrorCode::ElectionNotNeeded,
+                    format!("{topic}-{partition} is already led by its preferred replica {preferred}"),
+                ))
+            } else if !m.is_live(preferred) {
+                Err((
+                    ErrorCode::PreferredLeaderNotAvailable,
+                    format!("the preferred replica {preferred} of {topic}-{partition} is not live"),
+                ))
+            } else if !p.isr.contains(&preferred) {
+                Err((
+                    ErrorCode::PreferredLeaderNotAvailable,
+                    format!(
+                        "the preferred replica {preferred} of {topic}-{partition} is not in the ISR {:?}",
+                        p.isr
+                    ),
+                ))
+            } else {
+                Ok(preferred)
+            }
+        });
+        let preferred = match checked {
+            Ok(preferred) => preferred,
+            Err((code, message)) => return (code, message, leader_now()),
+        };
+        let command = Command::ElectPreferredLeader {
+            topic: topic.to_string(),
+            partition,
+        };
+        match (self.controller)
+            .submit_to_controller(command, ADMIN_PATIENCE)
+            .await
+        {
+            Ok(changes) if !changes.is_empty() => (ErrorCode::None, String::new(), preferred),
+            // The controller saw the partition change between the check and the command.
+            Ok(_) => (
+                ErrorCode::PreferredLeaderNotAvailable,
+                format!(
+                    "the preferred replica {preferred} of {topic}-{partition} could not take over"
+                ),
+                leader_now(),
+            ),
+            Err(ControllerError::Refused(refused)) => {
+                (ErrorCode::UnknownTopicOrPartition, refused.to_string(), -1)
+            }
+            Err(e) => (ErrorCode::RequestTimedOut, e.to_string(), leader_now()),
+        }
+    }
+
     /// Deletes a topic through the controller and waits until this broker has removed it.
     pub async fn delete_topic(&self, registry: &Registry, name: &str) -> Result<(), AdminError> {
         self.submit(Command::DeleteTopic {

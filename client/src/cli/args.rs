@@ -138,6 +138,19 @@ pub enum TopicCommand {
 pub enum ClusterCommand {
     /// Cluster id, controller, brokers, topic and partition counts
     Status,
+    /// Move leadership back to each partition's preferred (first) replica
+    ElectLeaders(ElectLeadersArgs),
+}
+
+/// `brook cluster elect-leaders`
+#[derive(Debug, Clone, Args)]
+pub struct ElectLeadersArgs {
+    /// Only this topic (default: every topic)
+    #[arg(long, short = 't')]
+    pub topic: Option<String>,
+    /// Only these partitions of the topic (repeatable; needs --topic)
+    #[arg(long, short = 'p', requires = "topic")]
+    pub partition: Vec<u32>,
 }
 
 /// `brook topic create`
@@ -585,6 +598,35 @@ mod tests {
         assert_eq!(args.max_messages, Some(10));
         assert_eq!(args.timeout_ms, Some(2000));
         assert_eq!(args.partition, Some(1));
+    }
+
+    #[test]
+    fn elect_leaders_takes_a_topic_and_partitions() {
+        let cli = parse(&[
+            "cluster",
+            "elect-leaders",
+            "-t",
+            "orders",
+            "-p",
+            "0",
+            "-p",
+            "2",
+        ])
+        .unwrap();
+        let Command::Cluster(ClusterCommand::ElectLeaders(args)) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!(args.topic.as_deref(), Some("orders"));
+        assert_eq!(args.partition, [0, 2]);
+        let cli = parse(&["cluster", "elect-leaders"]).unwrap();
+        let Command::Cluster(ClusterCommand::ElectLeaders(args)) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!((args.topic, args.partition), (None, vec![]));
+        let err = parse(&["cluster", "elect-leaders", "-p", "1"]).unwrap_err();
+        assert!(err.to_string().contains("--topic"), "{err}");
+        let err = parse(&["cluster", "elect-leaders", "-t", "x", "-p", "-1"]).unwrap_err();
+        assert!(err.to_string().contains("-1"), "{err}");
     }
 
     #[test]

@@ -1,11 +1,70 @@
-//! `brook cluster status`: a summary of Metadata.
+//! `brook cluster status`: a summary of Metadata; `brook cluster elect-leaders`.
 
 use std::io::Write;
 
-use brook_proto::v1::{MetadataRequest, MetadataResponse};
+use brook_proto::v1::{
+    ElectLeadersRequest, ElectLeadersResult, ElectLeadersTopic, ErrorCode, MetadataRequest,
+    MetadataResponse,
+};
 
-use super::output_error;
+use super::args::ElectLeadersArgs;
+use super::{one_or_many, output_error};
+use crate::error::check_code;
 use crate::{ClientError, Connection};
+
+/// Asks for preferred-leader elections (every partition, a topic's, or some of its
+/// partitions) and prints a line per partition (see [`write_elections`]); fails with the
+/// partitions whose preferred replica could not take over.
+pub async fn elect_leaders(
+    conn: &Connection,
+    args: &ElectLeadersArgs,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    let topics = match &args.topic {
+        Some(topic) => vec![ElectLeadersTopic {
+            topic: topic.clone(),
+            partitions: args.partition.clone(),
+        }],
+        None => Vec::new(),
+    };
+    let response = (conn.admin())
+        .elect_leaders(ElectLeadersRequest { topics })
+        .await?
+        .into_inner();
+    write_elections(out, &response.results).map_err(output_error)?;
+    one_or_many(
+        (response.results.iter())
+            .filter(|r| r.error_code() != ErrorCode::ElectionNotNeeded)
+            .filter_map(|r| {
+                check_code(&r.topic, Some(r.partition), r.error_code, &r.error_message).err()
+            })
+            .collect(),
+    )
+}
+
+/// One line per partition:
+///
+/// ```text
+/// orders-0: leader 2 (elected)
+/// orders-1: leader 1 (already preferred)
+/// orders-2: not elected: the preferred replica 3 of orders-2 is not live
+/// ```
+pub fn write_elections(
+    out: &mut impl Write,
+    results: &[ElectLeadersResult],
+) -> std::io::Result<()> {
+    for r in results {
+        let at = format!("{}-{}", r.topic, r.partition);
+        match r.error_code() {
+            ErrorCode::None => writeln!(out, "{at}: leader {} (elected)", r.leader)?,
+            ErrorCode::ElectionNotNeeded => {
+                writeln!(out, "{at}: leader {} (already preferred)", r.leader)?
+            }
+            _ => writeln!(out, "{at}: not elected: {}", r.error_message)?,
+        }
+    }
+    Ok(())
+}
 
 /// Prints the cluster id, the controller, each broker, and topic and partition counts (see
 /// [`write_status`]).

@@ -91,6 +91,9 @@ where
             writeln!(diagnostics, "consumed {count} records").map_err(output_error)?;
         }
         Command::Cluster(ClusterCommand::Status) => cluster_status(conn, out).await?,
+        Command::Cluster(ClusterCommand::ElectLeaders(args)) => {
+            cluster::elect_leaders(conn, args, out).await?
+        }
         Command::Group(GroupCommand::List) => {
             group::list_groups(conn, out).await?;
         }

@@ -190,6 +190,78 @@ impl Admin for AdminService {
         Ok(Response::new(CreatePartitionsResponse { results }))
     }
 
+    async fn elect_leaders(
+        &self,
+        request: Request<ElectLeadersRequest>,
+    ) -> Result<Response<ElectLeadersResponse>, Status> {
+        let request = request.into_inner();
+        // Partition counts as this broker knows them: the cluster metadata, or its registry.
+        let counts: BTreeMap<String, u32> = match &self.ctx.cluster {
+            Some(cluster) => (cluster.metadata().topics.iter())
+                .map(|(name, t)| (name.clone(), t.partitions.len() as u32))
+                .collect(),
+            None => (self.ctx.registry.topics().iter())
+                .map(|(name, t)| (name.clone(), t.partitions.len() as u32))
+                .collect(),
+        };
+        let asked: Vec<(String, Vec<u32>)> = if request.topics.is_empty() {
+            (counts.iter())
+                .map(|(name, n)| (name.clone(), (0..*n).collect()))
+                .collect()
+        } else {
+            (request.topics.into_iter())
+                .map(|t| {
+                    let all = (0..counts.get(&t.topic).copied().unwrap_or(0)).collect();
+                    let partitions = if t.partitions.is_empty() {
+                        all
+                    } else {
+                        t.partitions
+                    };
+                    (t.topic, partitions)
+                })
+                .collect()
+        };
+        let mut results = Vec::new();
+        for (topic, partitions) in asked {
+            if !counts.contains_key(&topic) {
+                results.push(ElectLeadersResult {
+                    error_code: ErrorCode::UnknownTopicOrPartition as i32,
+                    error_message: format!("topic {topic:?} does not exist"),
+                    topic,
+                    partition: 0,
+                    leader: -1,
+                });
+                continue;
+            }
+            for partition in partitions {
+                let (code, message, leader) = match &self.ctx.cluster {
+                    Some(cluster) => cluster.elect_preferred_leader(&topic, partition).await,
+                    None if partition < counts[&topic] => (
+                        ErrorCode::ElectionNotNeeded,
+                        format!("{topic}-{partition} is led by its only replica, this broker"),
+                        self.ctx.config.server.node_id,
+                    ),
+                    None => (
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!(
+                            "topic {topic:?} has {} partitions; there is no partition {partition}",
+                            counts[&topic]
+                        ),
+                        -1,
+                    ),
+                };
+                results.push(ElectLeadersResult {
+                    topic: topic.clone(),
+                    partition,
+                    error_code: code as i32,
+                    error_message: message,
+                    leader,
+                });
+            }
+        }
+        Ok(Response::new(ElectLeadersResponse { results }))
+    }
+
     async fn alter_configs(
         &self,
         request: Request<AlterConfigsRequest>,
