@@ -292,3 +292,44 @@ async fn bad_group_requests_get_their_errors() {
     b.shutdown();
     b.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn find_coordinator_names_this_broker_standalone_and_checks_the_group_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(config(dir.path())).await;
+    let mut g = groups(&b).await;
+    let res = g
+        .find_coordinator(FindCoordinatorRequest {
+            group_id: "orders-app".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (res.error_code(), res.node_id, res.address),
+        (ErrorCode::None, 1, b.grpc_addr.to_string())
+    );
+    for (group_id, message) in [
+        (
+            String::new(),
+            "group id of 0 bytes is invalid: must be 1 to 4096 bytes",
+        ),
+        (
+            "g".repeat(4097),
+            "group id of 4097 bytes is invalid: must be 1 to 4096 bytes",
+        ),
+    ] {
+        let res = g
+            .find_coordinator(FindCoordinatorRequest { group_id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (res.error_code(), res.error_message.as_str(), res.node_id),
+            (ErrorCode::InvalidGroupId, message, -1)
+        );
+        assert!(res.address.is_empty());
+    }
+    b.shutdown();
+    b.wait().await.unwrap();
+}
