@@ -99,6 +99,42 @@ async fn truncation_drops_the_epochs_it_cuts_off() {
 }
 
 #[tokio::test]
+async fn a_reset_empties_the_log_and_its_epochs_and_restarts_it_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).await.unwrap();
+    let plan: Vec<(i32, usize)> = (0..9).map(|i| (i / 3, 1)).collect();
+    fill(&log, &plan).await;
+    // Past the end: a follower whose leader's log now starts at 100.
+    assert_eq!(log.reset_to(Offset(100)).await.unwrap(), Offset(100));
+    assert_eq!(
+        (log.start_offset(), log.end_offset()),
+        (Offset(100), Offset(100))
+    );
+    assert!(entries(&log).is_empty());
+    assert_eq!(checkpoint(dir.path()), "0\n0\n");
+    assert!(log.read(Offset(100), 1 << 20).await.unwrap().is_empty());
+    fill(&log, &[(7, 2)]).await;
+    assert_eq!(entries(&log), [(7, 100)]);
+    log.close().await.unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(
+        (log.start_offset(), log.end_offset()),
+        (Offset(100), Offset(102))
+    );
+    assert_eq!(log.segment_base_offsets(), [Offset(100)]);
+    // Back to an empty log at 0: a replica moved off this broker.
+    assert_eq!(log.reset_to(Offset(0)).await.unwrap(), Offset(0));
+    assert_eq!(
+        (log.start_offset(), log.end_offset()),
+        (Offset(0), Offset(0))
+    );
+    let err = log.reset_to(Offset(-1)).await.unwrap_err();
+    assert!(err.to_string().contains("-1"), "{err}");
+    assert_eq!(log.end_offset(), Offset(0));
+}
+
+#[tokio::test]
 async fn retention_moves_the_first_epoch_up_to_the_log_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

@@ -309,6 +309,51 @@ async fn bad_admin_requests_get_distinct_errors() {
     b.wait().await.unwrap();
 }
 
+/// A broker running alone has nothing to move partitions to: a reassignment is refused naming
+/// the partition, and there are none to list.
+#[tokio::test]
+async fn a_standalone_broker_refuses_reassignments() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(config(dir.path())).await;
+    let mut c = clients(&b).await;
+    create_topic(&mut c, "ok", 1, &[]).await;
+    let asked = |replicas: Vec<i32>, cancel| PartitionReassignment {
+        topic: "ok".into(),
+        partition: 0,
+        replicas,
+        cancel,
+    };
+    let res = c
+        .admin
+        .alter_partition_reassignments(AlterPartitionReassignmentsRequest {
+            partitions: vec![asked(vec![1, 2], false), asked(vec![], true)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let outcomes: Vec<(ErrorCode, &str)> = (res.results.iter())
+        .map(|r| (r.error_code(), r.error_message.as_str()))
+        .collect();
+    let alone = "cannot reassign ok-0: this broker runs alone (no cluster.voters), so every partition has one replica";
+    assert_eq!(
+        outcomes,
+        [
+            (ErrorCode::InvalidRequest, alone),
+            (ErrorCode::InvalidRequest, alone)
+        ]
+    );
+    let listed = c
+        .admin
+        .list_partition_reassignments(ListPartitionReassignmentsRequest { topics: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.reassignments.is_empty());
+    still_works(&mut c).await;
+    b.shutdown();
+    b.wait().await.unwrap();
+}
+
 #[tokio::test]
 async fn topic_lifecycle_delete_and_add_partitions() {
     let dir = tempfile::tempdir().unwrap();

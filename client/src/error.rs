@@ -210,6 +210,10 @@ fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::CoordinatorNotAvailable => "the group's coordinator is not available yet",
         ErrorCode::ElectionNotNeeded => "the preferred replica already leads",
         ErrorCode::PreferredLeaderNotAvailable => "the preferred replica cannot lead now",
+        ErrorCode::InvalidReplicaAssignment => {
+            "the replica list is empty, repeats or names an unknown broker"
+        }
+        ErrorCode::NoReassignmentInProgress => "no reassignment of the partition is running",
     }
 }
 

@@ -246,6 +246,17 @@ impl Cluster {
         topic: &str,
         partition: u32,
     ) -> Result<(Vec<(i64, String)>, i64), String> {
+        self.read_partition_from(id, topic, partition, 0).await
+    }
+
+    /// [`Cluster::read_partition`] from offset `start` (a log that retention trimmed).
+    pub async fn read_partition_from(
+        &self,
+        id: i32,
+        topic: &str,
+        partition: u32,
+        start: i64,
+    ) -> Result<(Vec<(i64, String)>, i64), String> {
         let conn = self.connect(id).await;
         let mut out: Vec<(i64, String)> = Vec::new();
         loop {
@@ -260,7 +271,7 @@ impl Cluster {
                         topic: topic.into(),
                         partitions: vec![FetchPartition {
                             partition,
-                            fetch_offset: out.last().map_or(0, |(o, _)| o + 1),
+                            fetch_offset: out.last().map_or(start, |(o, _)| o + 1),
                             partition_max_bytes: 0,
                             current_leader_epoch: None,
                         }],

@@ -18,9 +18,11 @@ use brook_client::consumer::{
 };
 use brook_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use brook_proto::v1::{
-    Acks, CreateTopicsRequest, ErrorCode, FetchOffsetsRequest, FetchPartition, FetchRequest,
-    FetchTopic, FindCoordinatorRequest, MetadataResponse, NewTopic, PartitionProduceData,
-    ProduceRequest, TopicProduceData,
+    Acks, AlterPartitionReassignmentsRequest, CreateTopicsRequest, ErrorCode, FetchOffsetsRequest,
+    FetchPartition, FetchRequest, FetchTopic, FindCoordinatorRequest, ListOffsetsPartition,
+    ListOffsetsRequest, ListOffsetsTopic, ListPartitionReassignmentsRequest, MetadataResponse,
+    NewTopic, OffsetSpec, PartitionProduceData, PartitionReassignment, ProduceRequest,
+    TopicProduceData,
 };
 use brook_proto::{BatchBuilder, Batches};
 use brook_tests::cluster::Cluster;
@@ -50,11 +52,23 @@ fn partitions(m: &MetadataResponse) -> Vec<(i32, usize)> {
         .unwrap_or_default()
 }
 
+/// Every partition of the topic led, with three replicas, all in sync, and no move running.
 fn healthy(m: &MetadataResponse) -> bool {
-    let p = partitions(m);
-    m.brokers.len() == 3
-        && p.len() == PARTITIONS as usize
-        && p.iter().all(|(l, isr)| *l > 0 && *isr == 3)
+    let t = m.topics.iter().find(|t| t.name == TOPIC);
+    m.brokers.len() >= 3
+        && t.is_some_and(|t| {
+            t.partitions.len() == PARTITIONS as usize
+                && (t.partitions.iter())
+                    .all(|p| p.leader > 0 && p.replicas.len() == 3 && p.isr.len() == 3)
+        })
+}
+
+/// The replicas of each partition of the topic.
+fn replicas(m: &MetadataResponse) -> Vec<Vec<i32>> {
+    (m.topics.iter())
+        .find(|t| t.name == TOPIC)
+        .map(|t| t.partitions.iter().map(|p| p.replicas.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// The cluster tests of this file run one at a time: three clusters at once on two cores
@@ -78,7 +92,9 @@ async fn cluster_with_topic() -> (Cluster, MetadataResponse) {
 /// The topic on `cluster`, every ISR whole; returns its metadata.
 async fn with_topic(cluster: Cluster) -> (Cluster, MetadataResponse) {
     cluster
-        .wait_metadata(1, "three live brokers", PATIENCE, |m| m.brokers.len() == 3)
+        .wait_metadata(1, "three live brokers or more", PATIENCE, |m| {
+            m.brokers.len() >= 3
+        })
         .await;
     let response = cluster
         .connect(1)
@@ -170,8 +186,9 @@ impl Load {
 }
 
 /// The checker: every acknowledged write is in its partition at its offset, nothing is
-/// duplicated, every write was acknowledged, and every broker's files hold the same records
-/// below the high watermark. Stops the cluster; returns every value stored.
+/// duplicated, every write was acknowledged, and every replica's files hold the same records
+/// below the high watermark, while a broker holding no replica holds no data. Stops the
+/// cluster; returns every value stored.
 async fn check(mut cluster: Cluster, outcomes: Outcomes, seed: u64) -> BTreeSet<String> {
     let (acked, failed, sent) = outcomes;
     let metadata = cluster
@@ -237,16 +254,27 @@ async fn check(mut cluster: Cluster, outcomes: Outcomes, seed: u64) -> BTreeSet<
 
     // Every replica holds the same records below the high watermark: stop the cluster and
     // read each broker's copy from its files.
-    for id in 1..=3 {
+    let brokers = cluster.nodes.len() as i32;
+    for id in 1..=brokers {
         assert!(cluster.terminate(id).success());
     }
+    let replicas = replicas(&metadata);
     for p in 0..PARTITIONS {
         let hw = high_watermarks[&p];
-        for id in 1..=3 {
+        for id in 1..=brokers {
             let dir = cluster.node(id).dir().join(format!("{TOPIC}-{p}"));
             let log = brook_broker::log::Log::open(&dir, Default::default())
                 .await
                 .unwrap();
+            if !replicas[p as usize].contains(&id) {
+                assert_eq!(
+                    (log.start_offset().0, log.end_offset().0),
+                    (0, 0),
+                    "seed {seed}: broker {id} holds data of {TOPIC}-{p} but is not a replica"
+                );
+                log.close().await.unwrap();
+                continue;
+            }
             let mut copy = Vec::new();
             let mut offset = brook_proto::Offset(0);
             while offset.0 < hw {
@@ -1110,4 +1138,392 @@ async fn preferred_leaders_are_elected_on_request() {
             "topic {TOPIC:?} has {PARTITIONS} partitions; there is no partition 7"
         )]
     );
+}
+
+/// AlterPartitionReassignments through broker `via`: `(code, message)` per partition asked.
+async fn reassign(
+    cluster: &Cluster,
+    via: i32,
+    asked: Vec<(&str, u32, Vec<i32>, bool)>,
+) -> Vec<(ErrorCode, String)> {
+    let partitions = (asked.into_iter())
+        .map(
+            |(topic, partition, replicas, cancel)| PartitionReassignment {
+                topic: topic.into(),
+                partition,
+                replicas,
+                cancel,
+            },
+        )
+        .collect();
+    let response = (cluster.connect(via).await.admin())
+        .alter_partition_reassignments(AlterPartitionReassignmentsRequest { partitions })
+        .await
+        .unwrap()
+        .into_inner();
+    (response.results.into_iter())
+        .map(|r| (r.error_code(), r.error_message))
+        .collect()
+}
+
+/// Writes `values` to `topic`-`partition` with an acks=all producer bootstrapped on the first
+/// running broker; their offsets.
+async fn send(cluster: &Cluster, topic: &str, partition: u32, values: &[String]) -> Vec<i64> {
+    let config = ProducerConfig::builder()
+        .delivery_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let bootstrap = cluster.nodes.iter().find(|n| n.is_running()).unwrap();
+    let producer = Producer::connect(&bootstrap.grpc, config).await.unwrap();
+    let mut pending = Vec::new();
+    for v in values {
+        let record = ProducerRecord::new(topic, v.clone()).partition(partition);
+        pending.push(producer.enqueue(record).await.unwrap());
+    }
+    let mut offsets = Vec::new();
+    for delivery in pending {
+        offsets.push(delivery.await.unwrap().offset.unwrap());
+    }
+    producer.close().await;
+    offsets
+}
+
+/// (f): under continuous acks=all load, every partition moves off its leader onto the one
+/// broker of four that held no replica of it. The newcomer catches up, joins the ISR and takes
+/// over the leadership; the old leader is dropped and empties its copy. The checker finds
+/// nothing lost, duplicated or unseen, the new replicas agree record for record, and the
+/// dropped brokers hold no data of the partitions they left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_move_to_new_replicas_under_load_and_lose_nothing() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let cluster = Cluster::start(4, &ENV);
+    cluster
+        .wait_metadata(1, "four live brokers", PATIENCE, |m| m.brokers.len() == 4)
+        .await;
+    let (cluster, before) = with_topic(cluster).await;
+    let load = Load::start(&cluster, 1).await;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+    let mut targets = Vec::new();
+    for (list, (leader, _)) in replicas(&before).iter().zip(partitions(&before)) {
+        let newcomer = (1..=4).find(|id| !list.contains(id)).unwrap();
+        let mut target = vec![newcomer];
+        target.extend(list.iter().filter(|id| **id != leader));
+        targets.push(target);
+    }
+    println!("moving {:?} to {targets:?}", replicas(&before));
+    let asked = (targets.iter().enumerate())
+        .map(|(p, target)| (TOPIC, p as u32, target.clone(), false))
+        .collect();
+    let outcomes = reassign(&cluster, 2, asked).await;
+    assert_eq!(
+        outcomes,
+        vec![(ErrorCode::None, String::new()); PARTITIONS as usize]
+    );
+    let m = cluster
+        .wait_metadata(3, "every partition on its new replicas", PATIENCE, |m| {
+            healthy(m) && replicas(m) == targets
+        })
+        .await;
+    // The newcomer, first of the target and in sync, took over from the dropped leader.
+    let leaders: Vec<i32> = partitions(&m).iter().map(|(l, _)| *l).collect();
+    let newcomers: Vec<i32> = targets.iter().map(|t| t[0]).collect();
+    assert_eq!(leaders, newcomers, "seed {seed}");
+    let running = (cluster.connect(4).await.admin())
+        .list_partition_reassignments(ListPartitionReassignmentsRequest { topics: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(running.reassignments.is_empty(), "{running:?}");
+    tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+    let outcomes = load.finish().await;
+    check(cluster, outcomes, seed).await;
+}
+
+/// A move to a broker that is down waits for it, shows in `brook cluster reassignments`, and
+/// is cancelled back to the original replicas (in the order the move left them, as in Kafka)
+/// with nothing lost; bad requests name what is wrong. `brook cluster reassign --wait` then
+/// moves a partition and returns once it is done. A new replica of a partition whose leader's
+/// log no longer starts at 0 (retention) starts its copy where the leader's starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassignments_wait_for_their_replicas_and_can_be_cancelled() {
+    let _serial = SERIAL.lock().await;
+    let mut env = ENV.to_vec();
+    env.push(("BROOK_RETENTION_CHECK_INTERVAL_MS", "200"));
+    let cluster = Cluster::start(4, &env);
+    cluster
+        .wait_metadata(1, "four live brokers", PATIENCE, |m| m.brokers.len() == 4)
+        .await;
+    let (mut cluster, before) = with_topic(cluster).await;
+    let original = replicas(&before)[0].clone();
+    let (leader, _) = partitions(&before)[0];
+    let newcomer = (1..=4).find(|id| !original.contains(id)).unwrap();
+    let kept: Vec<i32> = original
+        .iter()
+        .copied()
+        .filter(|id| *id != leader)
+        .collect();
+    let values: Vec<String> = (0..20).map(|i| format!("before-{i}")).collect();
+    send(&cluster, TOPIC, 0, &values).await;
+
+    println!("SIGKILL broker {newcomer}, then move {TOPIC}-0 from {original:?} onto it");
+    cluster.kill(newcomer);
+    let via = leader;
+    cluster
+        .wait_metadata(via, "the newcomer fenced", PATIENCE, |m| {
+            m.brokers.len() == 3
+        })
+        .await;
+    let conn = cluster.connect(via).await;
+    let target: Vec<i32> = [newcomer].into_iter().chain(kept.iter().copied()).collect();
+    let mut out = Vec::new();
+    let args = brook_client::cli::args::ReassignArgs {
+        topic: TOPIC.into(),
+        partition: vec![0],
+        replicas: target.clone(),
+        cancel: false,
+        wait: false,
+        timeout_ms: 600_000,
+    };
+    brook_client::cli::cluster::reassign(&conn, &args, &mut out)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("{TOPIC}-0: moving\n")
+    );
+    // The newcomer is down: the move waits, the old leader keeps leading and taking writes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut merged = target.clone();
+    merged.push(leader);
+    let isr: BTreeSet<i32> = original.iter().copied().collect();
+    let list = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    let mut out = Vec::new();
+    brook_client::cli::cluster::list_reassignments(&conn, &[], &mut out)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!(
+            "{TOPIC}-0\treplicas {}\tadding {newcomer}\tremoving {leader}\tisr {}\n",
+            list(&merged),
+            list(&isr.iter().copied().collect::<Vec<_>>())
+        )
+    );
+    let m = cluster
+        .wait_metadata(via, "an answer", PATIENCE, |_| true)
+        .await;
+    assert_eq!(replicas(&m)[0], merged);
+    assert_eq!(partitions(&m)[0].0, leader);
+    send(&cluster, TOPIC, 0, &["during".to_string()]).await;
+
+    // Bad requests, each named.
+    let long = format!("{TOPIC}-0");
+    let outcomes = reassign(
+        &cluster,
+        via,
+        vec![
+            (TOPIC, 0, vec![1, 9], false),
+            (TOPIC, 0, vec![-1], false),
+            (TOPIC, 0, vec![], false),
+            (TOPIC, 0, vec![2, 2], false),
+            (TOPIC, 7, vec![1], false),
+            ("ghost", 0, vec![1], false),
+            (TOPIC, 1, vec![], true),
+            (TOPIC, 0, vec![1], true),
+        ],
+    )
+    .await;
+    let expected = [
+        (
+            ErrorCode::InvalidReplicaAssignment,
+            format!("{long}: broker 9 is not registered"),
+        ),
+        (
+            ErrorCode::InvalidReplicaAssignment,
+            format!("{long}: broker -1 is not registered"),
+        ),
+        (
+            ErrorCode::InvalidReplicaAssignment,
+            format!("{long}: no replicas"),
+        ),
+        (
+            ErrorCode::InvalidReplicaAssignment,
+            format!("{long}: replicas [2, 2] repeat a broker"),
+        ),
+        (
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic {TOPIC:?} has {PARTITIONS} partitions; there is no partition 7"),
+        ),
+        (
+            ErrorCode::UnknownTopicOrPartition,
+            "topic \"ghost\" does not exist".to_string(),
+        ),
+        (
+            ErrorCode::NoReassignmentInProgress,
+            format!("{TOPIC}-1: no reassignment is in progress"),
+        ),
+        (
+            ErrorCode::InvalidRequest,
+            format!("cancel of {long} names replicas [1]: a cancel takes none"),
+        ),
+    ];
+    assert_eq!(outcomes, expected);
+    let m = cluster
+        .wait_metadata(via, "an answer", PATIENCE, |_| true)
+        .await;
+    assert_eq!(
+        replicas(&m)[0],
+        merged,
+        "a refused request changed the move"
+    );
+
+    // Cancelled: back to the original replicas, nothing lost.
+    let mut out = Vec::new();
+    let cancel = brook_client::cli::args::ReassignArgs {
+        replicas: vec![],
+        cancel: true,
+        ..args.clone()
+    };
+    brook_client::cli::cluster::reassign(&conn, &cancel, &mut out)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("{TOPIC}-0: cancelled\n")
+    );
+    let back: Vec<i32> = merged
+        .iter()
+        .copied()
+        .filter(|id| *id != newcomer)
+        .collect();
+    let m = cluster
+        .wait_metadata(via, "the original replicas back", PATIENCE, |m| {
+            replicas(m)[0] == back && partitions(m)[0].0 > 0 && partitions(m)[0].1 == 3
+        })
+        .await;
+    let mut out = Vec::new();
+    brook_client::cli::cluster::list_reassignments(&conn, &[], &mut out)
+        .await
+        .unwrap();
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    let (records, _) = cluster
+        .read_partition(partitions(&m)[0].0, TOPIC, 0)
+        .await
+        .unwrap();
+    let stored: Vec<&str> = records.iter().map(|(_, v)| v.as_str()).collect();
+    let mut expected: Vec<&str> = values.iter().map(String::as_str).collect();
+    expected.push("during");
+    assert_eq!(stored, expected);
+
+    // With the newcomer back, `--wait` returns once the move is done.
+    cluster.start_node(newcomer);
+    cluster
+        .wait_metadata(via, "four live brokers", PATIENCE, |m| m.brokers.len() == 4)
+        .await;
+    let mut out = Vec::new();
+    let wait = brook_client::cli::args::ReassignArgs {
+        wait: true,
+        ..args.clone()
+    };
+    brook_client::cli::cluster::reassign(&conn, &wait, &mut out)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("{TOPIC}-0: moving\ndone\n")
+    );
+    let m = cluster
+        .wait_metadata(via, "the move applied", PATIENCE, |m| {
+            healthy(m) && replicas(m)[0] == target
+        })
+        .await;
+    let (records, _) = cluster
+        .read_partition(partitions(&m)[0].0, TOPIC, 0)
+        .await
+        .unwrap();
+    let moved: Vec<&str> = records.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(moved, expected);
+
+    // A trimmed log: the new replicas start where the leader's log starts.
+    let configs = [("segment.bytes", "1024"), ("retention.bytes", "2048")];
+    assert_eq!(
+        create_with(&cluster, "trimmed", 2, &configs).await,
+        (ErrorCode::None, String::new())
+    );
+    let m = cluster
+        .wait_metadata(1, "trimmed with a full ISR", PATIENCE, |m| {
+            isr_of(m, "trimmed").is_some_and(|(l, isr)| l > 0 && isr.len() == 2)
+        })
+        .await;
+    let t = m.topics.iter().find(|t| t.name == "trimmed").unwrap();
+    let old: Vec<i32> = t.partitions[0].replicas.clone();
+    let values: Vec<String> = (0..400)
+        .map(|i| format!("trimmed-{i:04}-{}", "x".repeat(60)))
+        .collect();
+    send(&cluster, "trimmed", 0, &values).await;
+    let old_leader = t.partitions[0].leader;
+    let start = wait_log_start(&cluster, old_leader, "trimmed").await;
+    println!("trimmed-0 on {old:?} starts at {start}");
+    let (before, hw) = cluster
+        .read_partition_from(old_leader, "trimmed", 0, start)
+        .await
+        .unwrap();
+    assert_eq!(hw, 400);
+    let fresh: Vec<i32> = (1..=4).filter(|id| !old.contains(id)).collect();
+    assert_eq!(
+        reassign(&cluster, 1, vec![("trimmed", 0, fresh.clone(), false)]).await,
+        [(ErrorCode::None, String::new())]
+    );
+    let m = cluster
+        .wait_metadata(1, "trimmed on fresh replicas", PATIENCE, |m| {
+            let t = m.topics.iter().find(|t| t.name == "trimmed");
+            t.and_then(|t| t.partitions.first()).is_some_and(|p| {
+                p.replicas == fresh && p.isr.len() == 2 && fresh.contains(&p.leader)
+            })
+        })
+        .await;
+    let new_leader = isr_of(&m, "trimmed").unwrap().0;
+    let new_start = wait_log_start(&cluster, new_leader, "trimmed").await;
+    let (after, hw) = cluster
+        .read_partition_from(new_leader, "trimmed", 0, new_start)
+        .await
+        .unwrap();
+    assert_eq!(hw, 400);
+    let kept: Vec<&(i64, String)> = before.iter().filter(|(o, _)| *o >= new_start).collect();
+    assert_eq!(after.iter().collect::<Vec<_>>(), kept);
+    assert_eq!(after.last().map(|(o, _)| *o), Some(399));
+}
+
+/// The log start offset of `topic`-0 on broker `id` (its leader), once retention has moved it
+/// past 0.
+async fn wait_log_start(cluster: &Cluster, id: i32, topic: &str) -> i64 {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let answer = (cluster.connect(id).await.broker())
+            .list_offsets(ListOffsetsRequest {
+                topics: vec![ListOffsetsTopic {
+                    topic: topic.into(),
+                    partitions: vec![ListOffsetsPartition {
+                        partition: 0,
+                        spec: OffsetSpec::Earliest as i32,
+                        timestamp: 0,
+                    }],
+                }],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let p = &answer.topics[0].partitions[0];
+        assert_eq!(p.error_code(), ErrorCode::None, "{}", p.error_message);
+        if p.offset > 0 {
+            return p.offset;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention never trimmed {topic}-0 on broker {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -112,6 +112,8 @@ pub struct Controller {
     liveness: Arc<Mutex<Liveness>>,
     /// Clients of the other voters, by node id (for forwarding to the controller).
     peers: Arc<Mutex<HashMap<u64, ControllerQuorumClient<Channel>>>>,
+    /// The log index this voter knew committed when it started (see [`Controller::caught_up`]).
+    committed_at_start: Option<u64>,
 }
 
 impl Controller {
@@ -143,6 +145,7 @@ impl Controller {
         .map_err(|e| ControllerError::Config(e.to_string()))?;
         let storage = |e: openraft::StorageError<u64>| ControllerError::Storage(e.to_string());
         let log = LogStore::open(&config.dir.join("log")).map_err(storage)?;
+        let committed_at_start = log.committed().map(|id| id.index);
         let machine = StateMachine::open(&config.dir.join("state")).map_err(storage)?;
         let state = machine.state();
         let network = Network {
@@ -174,6 +177,7 @@ impl Controller {
             state,
             liveness: Arc::default(),
             peers: Arc::default(),
+            committed_at_start,
         })
     }
 
@@ -226,6 +230,17 @@ impl Controller {
         (m.membership_config.nodes())
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect()
+    }
+
+    /// True once this voter has applied everything it knew committed when it started. Until
+    /// then its metadata may be an older state being replayed, and a broker must not act on
+    /// it in ways it cannot take back (deleting data), since a later entry may undo them.
+    pub fn caught_up(&self) -> bool {
+        let applied = self.raft.metrics().borrow().last_applied.map(|id| id.index);
+        match self.committed_at_start {
+            Some(committed) => applied.is_some_and(|a| a >= committed),
+            None => true,
+        }
     }
 
     /// The quorum's leader, as this voter knows it.

@@ -18,6 +18,14 @@
 //!   the current leader in the current leader epoch, against the current partition epoch,
 //!   with live members only; the partition epoch then moves on, so a proposal built on an
 //!   older state is refused.
+//! - **Reassignment** (Kafka's KIP-455) moves a partition to a target replica list in steps:
+//!   the replica list becomes the target followed by the original replicas not in it, and the
+//!   partition records which replicas are being added and which removed. The new replicas
+//!   fetch like any follower and join the ISR once caught up; the command that puts the last
+//!   target replica in the ISR also completes the move: the replica list becomes the target,
+//!   the removed replicas leave the ISR, and a leader outside the target hands over to the
+//!   first target replica in the ISR. Nothing already acknowledged depends on a replica that
+//!   is dropped, since every ISR member holds it. Cancelling goes back to the original list.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,9 +53,38 @@ pub struct PartitionState {
     pub leader: Option<NodeId>,
     /// Bumped at every leader change; batches are stamped with it.
     pub leader_epoch: i32,
-    /// Bumped at every change of the leader or the ISR; an ISR proposal names the one it was
-    /// built on.
+    /// Bumped at every change of the leader, the ISR or the replicas; an ISR proposal names
+    /// the one it was built on.
     pub partition_epoch: i32,
+    /// While a reassignment runs: the target replicas that were not replicas before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<NodeId>,
+    /// While a reassignment runs: the original replicas that are not in the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<NodeId>,
+}
+
+impl PartitionState {
+    /// True while a reassignment of this partition runs.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas a running reassignment moves to (the replica list without the ones it
+    /// removes); the replica list when none runs.
+    pub fn target(&self) -> Vec<NodeId> {
+        (self.replicas.iter().copied())
+            .filter(|n| !self.removing.contains(n))
+            .collect()
+    }
+
+    /// The replicas before the running reassignment (the replica list without the ones it
+    /// adds, in the list's order, as in Kafka); the replica list when none runs.
+    pub fn original(&self) -> Vec<NodeId> {
+        (self.replicas.iter().copied())
+            .filter(|n| !self.adding.contains(n))
+            .collect()
+    }
 }
 
 /// A topic.
@@ -133,6 +170,16 @@ pub enum Command {
         /// The partition.
         partition: u32,
     },
+    /// Starts moving a partition to `target` replicas (replacing a running move), or with
+    /// `None` cancels the running move.
+    AlterReassignment {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The replicas to move to, preferred leader first; `None`: cancel.
+        target: Option<Vec<NodeId>>,
+    },
 }
 
 /// Why a command changed nothing.
@@ -168,6 +215,26 @@ pub enum Refused {
     /// A topic needs at least one partition.
     #[error("a topic needs at least one partition")]
     NoPartitions,
+    /// A cancel for a partition no reassignment is moving.
+    #[error("{topic}-{partition}: no reassignment is in progress")]
+    NoReassignment {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A reassignment that would leave no in-sync replica.
+    #[error("{topic}-{partition}: replicas {replicas:?} hold no member of the ISR {isr:?}")]
+    NoInSyncReplicaLeft {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The replica list it would leave.
+        replicas: Vec<NodeId>,
+        /// The ISR now.
+        isr: BTreeSet<NodeId>,
+    },
     /// An ISR proposal from a broker that is not the leader in that epoch.
     #[error(
         "{topic}-{partition}: broker {node} in leader epoch {epoch} is not the leader (leader {leader:?}, epoch {current})"
@@ -272,6 +339,11 @@ impl ClusterMetadata {
             Command::ElectPreferredLeader { topic, partition } => {
                 self.elect_preferred(topic, *partition)
             }
+            Command::AlterReassignment {
+                topic,
+                partition,
+                target,
+            } => self.alter_reassignment(topic, *partition, target.as_deref()),
         }
     }
 
@@ -375,20 +447,7 @@ impl ClusterMetadata {
         let mut partitions = Vec::with_capacity(replicas.len());
         let mut changes = Vec::new();
         for (i, list) in replicas.iter().enumerate() {
-            let bad = |reason: String| Refused::BadReplicas {
-                partition: i as u32,
-                reason,
-            };
-            if list.is_empty() {
-                return Err(bad("no replicas".into()));
-            }
-            let distinct: BTreeSet<NodeId> = list.iter().copied().collect();
-            if distinct.len() != list.len() {
-                return Err(bad(format!("replicas {list:?} repeat a broker")));
-            }
-            if let Some(unknown) = list.iter().find(|n| !self.brokers.contains_key(n)) {
-                return Err(bad(format!("broker {unknown} is not registered")));
-            }
+            let distinct = self.check_replicas(i as u32, list)?;
             let isr: BTreeSet<NodeId> = list.iter().copied().filter(|&n| self.is_live(n)).collect();
             let leader = list.iter().copied().find(|n| isr.contains(n));
             // With no live replica, the ISR keeps them all: whichever returns first leads.
@@ -399,6 +458,8 @@ impl ClusterMetadata {
                 leader,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding: Vec::new(),
+                removing: Vec::new(),
             };
             changes.push(change(name, i, &p));
             partitions.push(p);
@@ -460,7 +521,94 @@ impl ClusterMetadata {
         }
         p.isr = isr.clone();
         p.partition_epoch += 1;
-        Ok(Vec::new())
+        Ok(complete_reassignment(p, &live)
+            .then(|| change(topic, partition as usize, p))
+            .into_iter()
+            .collect())
+    }
+
+    /// A replica list for `partition` is non-empty, names each broker once and only
+    /// registered ones: its members.
+    fn check_replicas(&self, partition: u32, list: &[NodeId]) -> Result<BTreeSet<NodeId>, Refused> {
+        let bad = |reason: String| Refused::BadReplicas { partition, reason };
+        if list.is_empty() {
+            return Err(bad("no replicas".into()));
+        }
+        let distinct: BTreeSet<NodeId> = list.iter().copied().collect();
+        if distinct.len() != list.len() {
+            return Err(bad(format!("replicas {list:?} repeat a broker")));
+        }
+        if let Some(unknown) = list.iter().find(|n| !self.brokers.contains_key(n)) {
+            return Err(bad(format!("broker {unknown} is not registered")));
+        }
+        Ok(distinct)
+    }
+
+    fn alter_reassignment(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        target: Option<&[NodeId]>,
+    ) -> Result<Vec<LeaderChange>, Refused> {
+        if let Some(target) = target {
+            self.check_replicas(partition, target)?;
+        }
+        let live: BTreeSet<NodeId> = self.live_brokers().into_iter().collect();
+        let unclean = self
+            .topics
+            .get(topic)
+            .is_some_and(|t| t.unclean_leader_election);
+        let p = self.partition_mut(topic, partition)?;
+        let original = p.original();
+        let (replicas, adding, removing) = match target {
+            None if !p.is_reassigning() => {
+                return Err(Refused::NoReassignment {
+                    topic: topic.into(),
+                    partition,
+                });
+            }
+            // Back to where the move started, at once: the original replicas lost nothing.
+            None => (original, Vec::new(), Vec::new()),
+            Some(target) if target == p.replicas && !p.is_reassigning() => return Ok(Vec::new()),
+            Some(target) => {
+                let mut replicas = target.to_vec();
+                replicas.extend(original.iter().filter(|n| !target.contains(n)));
+                let adding = (target.iter().copied())
+                    .filter(|n| !original.contains(n))
+                    .collect();
+                let removing = (original.iter().copied())
+                    .filter(|n| !target.contains(n))
+                    .collect();
+                (replicas, adding, removing)
+            }
+        };
+        let isr: BTreeSet<NodeId> = (p.isr.iter().copied())
+            .filter(|n| replicas.contains(n))
+            .collect();
+        if isr.is_empty() {
+            return Err(Refused::NoInSyncReplicaLeft {
+                topic: topic.into(),
+                partition,
+                replicas,
+                isr: p.isr.clone(),
+            });
+        }
+        p.replicas = replicas;
+        p.adding = adding;
+        p.removing = removing;
+        p.isr = isr;
+        p.partition_epoch += 1;
+        let mut moved = complete_reassignment(p, &live);
+        if p.leader.is_some_and(|n| !p.replicas.contains(&n)) {
+            // The leader was being added, and the new target (or the cancel) drops it.
+            let next = choose_leader(p, &live, unclean);
+            set_leader(p, next);
+            moved = true;
+        }
+        Ok(moved
+            .then(|| change(topic, partition as usize, p))
+            .into_iter()
+            .collect())
     }
 
     fn elect_preferred(
@@ -478,6 +626,34 @@ impl ClusterMetadata {
         set_leader(p, Some(preferred));
         Ok(vec![change(topic, partition as usize, p)])
     }
+}
+
+/// Finishes the running reassignment of `p` once every target replica is in the ISR: the
+/// replica list becomes the target, the removed replicas leave the ISR, and a leader outside
+/// the target hands over to the first target replica that is a live ISR member. True when
+/// the leader changed.
+fn complete_reassignment(p: &mut PartitionState, live: &BTreeSet<NodeId>) -> bool {
+    if !p.is_reassigning() {
+        return false;
+    }
+    let target = p.target();
+    if !target.iter().all(|n| p.isr.contains(n)) {
+        return false;
+    }
+    p.isr.retain(|n| target.contains(n));
+    p.replicas = target;
+    p.adding.clear();
+    p.removing.clear();
+    p.partition_epoch += 1;
+    if p.leader.is_some_and(|n| p.replicas.contains(&n)) {
+        return false;
+    }
+    let next = choose_leader(p, live, false);
+    if next == p.leader {
+        return false;
+    }
+    set_leader(p, next);
+    true
 }
 
 /// The next leader of `p`: the first replica that is a live ISR member; failing that, with
@@ -558,14 +734,7 @@ mod tests {
     /// Three live brokers and topic `t` with one partition on replicas 1, 2, 3.
     fn cluster(unclean: bool) -> ClusterMetadata {
         let mut md = ClusterMetadata::default();
-        for n in 1..=3 {
-            md.apply(&Command::RegisterBroker {
-                node: n,
-                address: format!("127.0.0.{n}:7400"),
-            })
-            .unwrap();
-            md.apply(&Command::UnfenceBroker { node: n }).unwrap();
-        }
+        add_brokers(&mut md, &[1, 2, 3]);
         let changes = md
             .apply(&Command::CreateTopic {
                 name: "t".into(),
@@ -616,8 +785,195 @@ mod tests {
                 leader: Some(1),
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding: vec![],
+                removing: vec![],
             }
         );
+    }
+
+    /// Registers and unfences brokers `nodes`.
+    fn add_brokers(md: &mut ClusterMetadata, nodes: &[NodeId]) {
+        for &n in nodes {
+            let address = format!("127.0.0.{n}:7400");
+            md.apply(&Command::RegisterBroker { node: n, address })
+                .unwrap();
+            md.apply(&Command::UnfenceBroker { node: n }).unwrap();
+        }
+    }
+
+    fn reassign(
+        md: &mut ClusterMetadata,
+        target: Option<&[NodeId]>,
+    ) -> Result<Vec<LeaderChange>, Refused> {
+        md.apply(&Command::AlterReassignment {
+            topic: "t".into(),
+            partition: 0,
+            target: target.map(<[NodeId]>::to_vec),
+        })
+    }
+
+    #[test]
+    fn a_reassignment_adds_the_new_replicas_and_drops_the_old_once_the_new_are_in_sync() {
+        let mut md = cluster(false);
+        add_brokers(&mut md, &[4]);
+        assert_eq!(reassign(&mut md, Some(&[2, 3, 4])), Ok(vec![]));
+        let p = p0(&md);
+        assert_eq!(
+            (&p.replicas, &p.adding, &p.removing, &p.isr, p.leader),
+            (
+                &vec![2, 3, 4, 1],
+                &vec![4],
+                &vec![1],
+                &isr(&[1, 2, 3]),
+                Some(1)
+            )
+        );
+        assert_eq!((p.leader_epoch, p.partition_epoch), (0, 1));
+        // The original replicas keep their place in the list (Kafka's order too).
+        assert_eq!((p.target(), p.original()), (vec![2, 3, 4], vec![2, 3, 1]));
+        // Broker 1 leads until 4 has caught up.
+        let p = p0(&md);
+        let changes = md
+            .apply(&Command::AlterIsr {
+                topic: "t".into(),
+                partition: 0,
+                leader: 1,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                isr: isr(&[1, 2, 3, 4]),
+            })
+            .unwrap();
+        // 4 in sync completes the move: 1 leaves, and its leadership goes to 2.
+        assert_eq!(
+            changes,
+            vec![LeaderChange {
+                topic: "t".into(),
+                partition: 0,
+                leader: Some(2),
+                leader_epoch: 1
+            }]
+        );
+        assert_eq!(
+            p0(&md),
+            PartitionState {
+                replicas: vec![2, 3, 4],
+                isr: isr(&[2, 3, 4]),
+                leader: Some(2),
+                leader_epoch: 1,
+                partition_epoch: 4,
+                adding: vec![],
+                removing: vec![],
+            }
+        );
+        // The old leader's proposals are fenced from now on.
+        assert!(matches!(
+            propose(&mut md, 1, &[1, 2]),
+            Err(e) if e.contains("is not the leader")
+        ));
+    }
+
+    #[test]
+    fn a_reassignment_keeping_the_leader_leaves_its_epoch_alone() {
+        let mut md = cluster(false);
+        add_brokers(&mut md, &[4]);
+        reassign(&mut md, Some(&[1, 4])).unwrap();
+        assert_eq!(p0(&md).replicas, vec![1, 4, 2, 3]);
+        propose(&mut md, 1, &[1, 2, 3, 4]).unwrap();
+        let p = p0(&md);
+        assert_eq!(
+            (p.replicas, p.isr, p.leader, p.leader_epoch),
+            (vec![1, 4], isr(&[1, 4]), Some(1), 0)
+        );
+        assert!(!p0(&md).is_reassigning());
+    }
+
+    #[test]
+    fn a_reassignment_to_replicas_already_in_sync_completes_at_once() {
+        let mut md = cluster(false);
+        // The same replicas in another order: the preferred leader changes, nothing moves.
+        assert_eq!(reassign(&mut md, Some(&[3, 2, 1])), Ok(vec![]));
+        let p = p0(&md);
+        assert_eq!(
+            (&p.replicas, p.leader, p.is_reassigning()),
+            (&vec![3, 2, 1], Some(1), false)
+        );
+        // Shrinking to in-sync replicas drops the others at once; the leader moves if dropped.
+        let changes = reassign(&mut md, Some(&[2, 3])).unwrap();
+        assert_eq!((changes[0].leader, changes[0].leader_epoch), (Some(2), 1));
+        let p = p0(&md);
+        assert_eq!((p.replicas, p.isr), (vec![2, 3], isr(&[2, 3])));
+        // The same list again is no change at all.
+        let epoch = p0(&md).partition_epoch;
+        assert_eq!(reassign(&mut md, Some(&[2, 3])), Ok(vec![]));
+        assert_eq!(p0(&md).partition_epoch, epoch);
+    }
+
+    #[test]
+    fn a_new_target_replaces_a_running_reassignment_and_a_cancel_restores_the_original() {
+        let mut md = cluster(false);
+        add_brokers(&mut md, &[4, 5]);
+        reassign(&mut md, Some(&[2, 3, 4])).unwrap();
+        propose(&mut md, 1, &[1, 2, 4]).unwrap();
+        // 4 was in sync but 3 fell out; the new target drops 4 (from the ISR too).
+        reassign(&mut md, Some(&[2, 3, 5])).unwrap();
+        let p = p0(&md);
+        assert_eq!(
+            (&p.replicas, &p.adding, &p.removing, &p.isr),
+            (&vec![2, 3, 5, 1], &vec![5], &vec![1], &isr(&[1, 2]))
+        );
+        assert_eq!(reassign(&mut md, None), Ok(vec![]));
+        let p = p0(&md);
+        assert_eq!(
+            (&p.replicas, p.is_reassigning(), &p.isr, p.leader),
+            (&vec![2, 3, 1], false, &isr(&[1, 2]), Some(1))
+        );
+        assert_eq!(
+            reassign(&mut md, None).unwrap_err().to_string(),
+            "t-0: no reassignment is in progress"
+        );
+    }
+
+    #[test]
+    fn a_cancel_that_would_leave_no_in_sync_replica_is_refused_and_changes_nothing() {
+        let mut md = cluster(false);
+        add_brokers(&mut md, &[4]);
+        reassign(&mut md, Some(&[3, 4])).unwrap();
+        propose(&mut md, 1, &[1, 4]).unwrap();
+        md.apply(&Command::FenceBroker { node: 1 }).unwrap();
+        // 4, being added, is the only live in-sync replica and leads.
+        assert_eq!((p0(&md).leader, p0(&md).isr), (Some(4), isr(&[4])));
+        let before = p0(&md);
+        assert_eq!(
+            reassign(&mut md, None).unwrap_err().to_string(),
+            "t-0: replicas [3, 1, 2] hold no member of the ISR {4}"
+        );
+        assert_eq!(p0(&md), before);
+    }
+
+    #[test]
+    fn bad_reassignments_are_refused_naming_the_problem() {
+        let mut md = cluster(false);
+        let cases: [(&[NodeId], &str); 3] = [
+            (&[], "partition 0: no replicas"),
+            (&[1, 1], "partition 0: replicas [1, 1] repeat a broker"),
+            (&[1, 9], "partition 0: broker 9 is not registered"),
+        ];
+        for (target, want) in cases {
+            assert_eq!(
+                reassign(&mut md, Some(target)).unwrap_err().to_string(),
+                want
+            );
+        }
+        let refused = md.apply(&Command::AlterReassignment {
+            topic: "t".into(),
+            partition: 4,
+            target: Some(vec![1]),
+        });
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "topic \"t\" has 1 partitions; there is no partition 4"
+        );
+        assert_eq!(p0(&md).partition_epoch, 0);
     }
 
     #[test]
@@ -822,6 +1178,8 @@ mod tests {
     fn metadata_survives_a_round_trip_through_its_snapshot_encoding() {
         let mut md = cluster(false);
         md.apply(&Command::FenceBroker { node: 2 }).unwrap();
+        add_brokers(&mut md, &[4]);
+        reassign(&mut md, Some(&[4])).unwrap();
         let json = serde_json::to_vec(&md).unwrap();
         let back: ClusterMetadata = serde_json::from_slice(&json).unwrap();
         assert_eq!(back, md);

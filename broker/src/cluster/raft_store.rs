@@ -286,6 +286,11 @@ impl LogStore {
             files: Arc::new(Mutex::new(LogFiles::open(dir)?)),
         })
     }
+
+    /// The last log id known committed, as saved on disk.
+    pub fn committed(&self) -> Option<RaftLogId> {
+        self.files.lock().committed
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {

@@ -462,6 +462,13 @@ impl Log {
         self.call(|r| Command::Truncate(offset.0, r)).await
     }
 
+    /// Empties the log and starts it again at `offset`, which may lie past its end (Kafka's
+    /// truncate-fully-and-start-at): for a follower whose leader's log now starts past this
+    /// log's end, and for a replica moved off this broker. Returns the new end, `offset`.
+    pub async fn reset_to(&self, offset: Offset) -> Result<Offset, LogError> {
+        self.call(|r| Command::Reset(offset.0, r)).await
+    }
+
     /// Deletes sealed segments that retention (size, time) no longer keeps.
     pub async fn enforce_retention(&self) -> Result<RetentionOutcome, LogError> {
         self.call(Command::Retention).await

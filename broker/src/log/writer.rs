@@ -28,6 +28,7 @@ use super::recovery::{RecoveryCheckpoint, create_segment, fsync_dir, open_active
 use super::retention::{RetentionOutcome, SegmentMeta, segments_to_delete};
 use super::segment::segment_paths;
 use super::{DirLock, FlushPolicy, LogError, ProducerState, Segment};
+use crate::replication::EpochCache;
 
 /// Most commands taken from the channel in one round.
 const MAX_GROUP: usize = 1024;
@@ -60,6 +61,7 @@ pub(crate) enum Command {
     Flush(Reply<Offset>),
     Roll(Reply<()>),
     Truncate(i64, Reply<Offset>),
+    Reset(i64, Reply<Offset>),
     Retention(Reply<RetentionOutcome>),
     Close(Reply<()>),
 }
@@ -153,6 +155,9 @@ impl Writer {
                         }
                         Command::Truncate(offset, r) => {
                             let _ = r.send(self.truncate(offset));
+                        }
+                        Command::Reset(offset, r) => {
+                            let _ = r.send(self.reset(offset));
                         }
                         Command::Retention(r) => {
                             let _ = r.send(self.retention());
@@ -661,18 +666,7 @@ impl Writer {
         let dir = self.shared.dir.clone();
         if target <= start {
             // Nothing survives: start afresh at `target`.
-            let cp = RecoveryCheckpoint {
-                segment: target,
-                position: 0,
-            };
-            cp.write(&dir)?;
-            self.checkpoint = Some(cp);
-            for seg in segments.iter().rev() {
-                remove_segment_files(&dir, seg.base_offset())?;
-            }
-            let (segment, indexer) = create_segment(&dir, target, &self.shared.config())?;
-            let end = self.replace_tail(0, segment, indexer, true);
-            self.reload_producers()?;
+            let end = self.start_afresh(target)?;
             self.trim_epochs()?;
             return Ok(end);
         }
@@ -725,6 +719,46 @@ impl Writer {
     }
 
     /// Makes `segment` the active one in place of segments `i..`.
+    /// Empties the log and starts it again at `target`, before or after its end (Kafka's
+    /// truncate-fully-and-start-at): a follower whose leader no longer holds its log end, or
+    /// a replica moved off this broker. The leader-epoch cache is emptied with it.
+    fn reset(&mut self, target: i64) -> Result<Offset, LogError> {
+        if let Some(e) = self.failed_error() {
+            return Err(e);
+        }
+        if target < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset: Offset(target),
+                start: Offset(self.shared.start.load(Ordering::Acquire)),
+                end: Offset(self.indexer.next_offset),
+            });
+        }
+        let end = self.start_afresh(target)?;
+        let mut epochs = self.shared.epochs.write();
+        *epochs = EpochCache::new();
+        epochs.store(&self.shared.dir)?;
+        Ok(end)
+    }
+
+    /// Removes every segment and opens an empty one at `target`, the recovery checkpoint
+    /// first so a crash midway recovers an empty log.
+    fn start_afresh(&mut self, target: i64) -> Result<Offset, LogError> {
+        let dir = self.shared.dir.clone();
+        let cp = RecoveryCheckpoint {
+            segment: target,
+            position: 0,
+        };
+        cp.write(&dir)?;
+        self.checkpoint = Some(cp);
+        for seg in self.shared.segments().iter().rev() {
+            remove_segment_files(&dir, seg.base_offset())?;
+        }
+        let (segment, indexer) = create_segment(&dir, target, &self.shared.config())?;
+        let end = self.replace_tail(0, segment, indexer, true);
+        self.reload_producers()?;
+        Ok(end)
+    }
+
     fn replace_tail(
         &mut self,
         i: usize,
@@ -830,7 +864,7 @@ fn reject(cmd: Command, shared: &Shared) {
         Command::Append(a) => drop(a.reply.send(Err(closed()))),
         Command::Flush(r) => drop(r.send(Err(closed()))),
         Command::Roll(r) => drop(r.send(Err(closed()))),
-        Command::Truncate(_, r) => drop(r.send(Err(closed()))),
+        Command::Truncate(_, r) | Command::Reset(_, r) => drop(r.send(Err(closed()))),
         Command::Retention(r) => drop(r.send(Err(closed()))),
         Command::Close(r) => drop(r.send(Err(closed()))),
     }

@@ -61,6 +61,10 @@ pub struct Partition {
     log: Log,
     role: Mutex<Role>,
     high_watermark: watch::Sender<i64>,
+    /// Shared by every writer of the log while it checks its role and queues its write (a
+    /// produce, a follower's fetcher), held alone by [`Partition::clear`]: once the role is
+    /// gone, nothing more is written after the log is emptied.
+    writes: tokio::sync::RwLock<()>,
 }
 
 impl Partition {
@@ -74,6 +78,7 @@ impl Partition {
             log,
             role: Mutex::new(if alone { Role::Alone } else { Role::None }),
             high_watermark,
+            writes: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -180,6 +185,7 @@ impl Partition {
         batch: bytes::Bytes,
         epoch: LeaderEpoch,
     ) -> Result<Offset, (ErrorCode, String)> {
+        let writes = self.lock_writes().await;
         if self.produce_epoch()? != epoch {
             return Err(self.not_leader());
         }
@@ -187,6 +193,7 @@ impl Partition {
             .map_err(|e| (ErrorCode::NotEnoughReplicas, e.to_string()))?;
         let info = (self.log.append(batch, epoch).await)
             .map_err(|e| (ErrorCode::StorageError, e.to_string()))?;
+        drop(writes);
         self.on_append();
         self.wait_replicated(info.last_offset, epoch).await?;
         Ok(info.last_offset)
@@ -330,8 +337,14 @@ impl Partition {
         self.on_append();
     }
 
-    /// The controller's ISR for the epoch this broker leads in.
-    pub fn on_isr_committed(&self, epoch: i32, partition_epoch: i32, isr: BTreeSet<NodeId>) {
+    /// The controller's replicas and ISR for the epoch this broker leads in.
+    pub fn on_isr_committed(
+        &self,
+        epoch: i32,
+        partition_epoch: i32,
+        replicas: &[NodeId],
+        isr: BTreeSet<NodeId>,
+    ) {
         let mut role = self.role.lock();
         if let Role::Leader {
             state,
@@ -341,6 +354,7 @@ impl Partition {
             && *known != partition_epoch
         {
             *known = partition_epoch;
+            state.on_replicas_changed(replicas, Instant::now());
             let outcome = state.on_isr_committed(isr);
             self.publish(&outcome);
         }
@@ -376,6 +390,30 @@ impl Partition {
         stop_fetcher(&role);
         *role = Role::None;
         self.high_watermark.send_modify(|_| {});
+    }
+
+    /// True while this broker neither leads nor follows the partition (and it is not alone).
+    pub fn has_no_role(&self) -> bool {
+        matches!(&*self.role.lock(), Role::None)
+    }
+
+    /// Taken by a writer of the log from its role check until its write is queued; see
+    /// [`Partition::clear`].
+    pub async fn lock_writes(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.writes.read().await
+    }
+
+    /// Empties the log of a partition this broker no longer holds a replica of (a
+    /// reassignment moved it away), unless it got a role again meanwhile. Its fetcher,
+    /// stopped with its role, writes nothing after this.
+    pub async fn clear(&self) -> Result<(), crate::log::LogError> {
+        let _writes = self.writes.write().await;
+        if !self.has_no_role() {
+            return Ok(());
+        }
+        self.log.reset_to(Offset(0)).await?;
+        self.high_watermark.send_replace(0);
+        Ok(())
     }
 
     /// A follower learned the leader's high watermark: its own is that, capped at its log end.

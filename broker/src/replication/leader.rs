@@ -299,6 +299,27 @@ impl LeaderState {
         }
     }
 
+    /// The controller changed the replica list in this epoch (a reassignment): replicas being
+    /// added are tracked from `now` like followers at the start of an epoch (outside the ISR
+    /// until they catch up), removed ones are forgotten. The ISR comes separately.
+    pub fn on_replicas_changed(&mut self, replicas: &[NodeId], now: Instant) {
+        if replicas == self.replicas {
+            return;
+        }
+        self.followers
+            .retain(|n, _| replicas.contains(n) && *n != self.node);
+        for &n in replicas {
+            if n != self.node {
+                self.followers.entry(n).or_insert(Follower {
+                    end: Offset(-1),
+                    caught_up_at: now,
+                    last_fetch: None,
+                });
+            }
+        }
+        self.replicas = replicas.to_vec();
+    }
+
     /// The controller refused the proposal (a newer epoch exists, or the ISR changed under
     /// it): forget it; the next fetch or tick proposes again if still needed.
     pub fn on_isr_rejected(&mut self) {
@@ -377,6 +398,48 @@ mod tests {
             Offset(0),
             now,
         )
+    }
+
+    #[test]
+    fn a_replica_added_in_the_epoch_joins_the_isr_once_caught_up_and_a_removed_one_cannot_fetch() {
+        let t0 = Instant::now();
+        let mut l = LeaderState::new(
+            1,
+            LeaderEpoch(3),
+            ReplicationConfig {
+                replica_lag_max: Duration::from_secs(10),
+                min_insync: 1,
+            },
+            vec![1, 2],
+            set(&[1, 2]),
+            Offset(10),
+            Offset(10),
+            t0,
+        );
+        assert_eq!(
+            l.on_fetch(4, Offset(0), t0),
+            Err(FetchRefused::NotReplica {
+                node: 4,
+                replicas: vec![1, 2]
+            })
+        );
+        l.on_replicas_changed(&[4, 1, 2], t0);
+        assert_eq!(l.follower_end(4), Some(Offset(-1)));
+        // Behind the high watermark: tracked, not in sync.
+        let outcome = l.on_fetch(4, Offset(5), t0).unwrap();
+        assert_eq!(outcome.propose_isr, None);
+        let outcome = l.on_fetch(4, Offset(10), t0).unwrap();
+        assert_eq!(outcome.propose_isr, Some(set(&[1, 2, 4])));
+        l.on_isr_committed(set(&[1, 2, 4]));
+        // The move completes: 2 is gone from the replicas and from the ISR.
+        l.on_replicas_changed(&[4, 1], t0);
+        l.on_isr_committed(set(&[1, 4]));
+        assert_eq!(l.follower_end(2), None);
+        assert!(matches!(
+            l.on_fetch(2, Offset(10), t0),
+            Err(FetchRefused::NotReplica { node: 2, .. })
+        ));
+        assert_eq!(l.lag(), BTreeMap::from([(4, 0)]));
     }
 
     #[test]

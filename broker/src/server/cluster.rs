@@ -266,8 +266,14 @@ impl ClusterRole {
             if now != applied {
                 applied = now;
                 let metadata = self.metadata();
-                reconcile(registry, &metadata).await;
-                self.assign_roles(registry, &metadata);
+                // While an older state is replayed, nothing is deleted: a later entry may
+                // bring back what it removes.
+                let caught_up = self.controller.caught_up();
+                reconcile(registry, &metadata, caught_up).await;
+                self.assign_roles(registry, &metadata, caught_up);
+                if caught_up {
+                    self.clear_moved_replicas(registry, &metadata).await;
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -278,7 +284,12 @@ impl ClusterRole {
 
     /// Gives every partition of every cluster topic the role the metadata says: leader in its
     /// epoch, follower of its leader (starting a fetcher), or none.
-    fn assign_roles(self: &Arc<Self>, registry: &Registry, metadata: &ClusterMetadata) {
+    fn assign_roles(
+        self: &Arc<Self>,
+        registry: &Registry,
+        metadata: &ClusterMetadata,
+        caught_up: bool,
+    ) {
         for (name, topic) in &metadata.topics {
             // Checked when the topic was created.
             let settings = replication_settings(&topic.configs).unwrap_or_default();
@@ -297,6 +308,7 @@ impl ClusterRole {
                             partition.on_isr_committed(
                                 state.leader_epoch,
                                 state.partition_epoch,
+                                &state.replicas,
                                 state.isr.clone(),
                             );
                         } else {
@@ -324,15 +336,51 @@ impl ClusterRole {
                             continue;
                         };
                         tracing::info!(topic = %name, partition = i, leader, epoch = state.leader_epoch, "following");
+                        let log = partition.log();
+                        let fresh = caught_up
+                            && partition.has_no_role()
+                            && state.adding.contains(&self.node_id)
+                            && (log.start_offset().0 > 0 || log.end_offset().0 > 0);
                         let stop = partition.become_follower(leader, state.leader_epoch);
                         let target = FetchTarget {
                             node: self.node_id,
                             leader: (leader, address),
                             epoch: state.leader_epoch,
+                            fresh,
                         };
                         tokio::spawn(replica_fetcher::run(partition, target, stop));
                     }
                     _ => partition.become_none(),
+                }
+            }
+        }
+    }
+
+    /// Empties the logs of partitions this broker holds no replica of any more (a
+    /// reassignment moved them away), freeing their disk space.
+    async fn clear_moved_replicas(&self, registry: &Registry, metadata: &ClusterMetadata) {
+        for (name, topic) in &metadata.topics {
+            for (i, state) in topic.partitions.iter().enumerate() {
+                if state.replicas.contains(&self.node_id) {
+                    continue;
+                }
+                let Some(partition) = registry.partition(name, i as u32) else {
+                    continue;
+                };
+                let log = partition.log();
+                if !partition.has_no_role()
+                    || (log.start_offset().0 == 0 && log.end_offset().0 == 0)
+                {
+                    continue;
+                }
+                let size = log.size_bytes();
+                match partition.clear().await {
+                    Ok(()) => {
+                        tracing::info!(topic = %name, partition = i, bytes = size, "removed the data of a replica moved away")
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %name, partition = i, cause = %e, "removing the data of a replica moved away failed")
+                    }
                 }
             }
         }
@@ -594,6 +642,47 @@ impl ClusterRole {
         }
     }
 
+    /// Starts moving `topic`-`partition` to the `target` replicas (replacing a running move),
+    /// or with `None` cancels the running move, through the controller: the outcome and its
+    /// message. The move itself goes on in the background; see
+    /// [`crate::cluster::metadata`].
+    pub async fn alter_reassignment(
+        &self,
+        topic: &str,
+        partition: u32,
+        target: Option<Vec<NodeId>>,
+    ) -> (ErrorCode, String) {
+        let command = Command::AlterReassignment {
+            topic: topic.to_string(),
+            partition,
+            target,
+        };
+        match (self.controller)
+            .submit_to_controller(command, ADMIN_PATIENCE)
+            .await
+        {
+            Ok(_) => (ErrorCode::None, String::new()),
+            Err(ControllerError::Refused(refused)) => {
+                let code = match refused {
+                    Refused::UnknownTopic(_) | Refused::UnknownPartition { .. } => {
+                        ErrorCode::UnknownTopicOrPartition
+                    }
+                    Refused::NoReassignment { .. } => ErrorCode::NoReassignmentInProgress,
+                    _ => ErrorCode::InvalidReplicaAssignment,
+                };
+                let message = match refused {
+                    // The controller names the partition by number only.
+                    Refused::BadReplicas { reason, .. } => {
+                        format!("{topic}-{partition}: {reason}")
+                    }
+                    other => other.to_string(),
+                };
+                (code, message)
+            }
+            Err(e) => (ErrorCode::RequestTimedOut, e.to_string()),
+        }
+    }
+
     /// Deletes a topic through the controller and waits until this broker has removed it.
     pub async fn delete_topic(&self, registry: &Registry, name: &str) -> Result<(), AdminError> {
         self.submit(Command::DeleteTopic {
@@ -644,10 +733,10 @@ impl ClusterRole {
     }
 }
 
-/// Brings the registry in line with the metadata: opens the topics it lacks and deletes the
-/// cluster topics the metadata no longer holds. Topics this broker made alone (internal ones)
-/// are left alone.
-pub async fn reconcile(registry: &Registry, metadata: &ClusterMetadata) {
+/// Brings the registry in line with the metadata: opens the topics it lacks and, when
+/// `delete`, deletes the cluster topics the metadata no longer holds. Topics this broker made
+/// alone (internal ones) are left alone.
+pub async fn reconcile(registry: &Registry, metadata: &ClusterMetadata, delete: bool) {
     for (name, topic) in &metadata.topics {
         if registry.topic(name).is_none() {
             let count = topic.partitions.len() as u32;
@@ -659,6 +748,9 @@ pub async fn reconcile(registry: &Registry, metadata: &ClusterMetadata) {
                 Err(e) => tracing::error!(topic = %name, cause = %e, "cannot open cluster topic"),
             }
         }
+    }
+    if !delete {
+        return;
     }
     let local = registry.topics();
     for (name, topic) in local.iter() {

@@ -35,6 +35,9 @@ pub struct FetchTarget {
     pub leader: (NodeId, String),
     /// The leader epoch being followed.
     pub epoch: i32,
+    /// Empty the local log before fetching: this broker is a new replica (a reassignment
+    /// adds it), and whatever its log holds is from an earlier time it held one.
+    pub fresh: bool,
 }
 
 /// Runs until `stop` is cancelled.
@@ -55,6 +58,7 @@ pub async fn run(partition: Arc<Partition>, target: FetchTarget, stop: Cancellat
         partition,
         target,
         client,
+        stop: stop.clone(),
     };
     tokio::select! {
         _ = stop.cancelled() => {}
@@ -66,10 +70,24 @@ struct Fetcher {
     partition: Arc<Partition>,
     target: FetchTarget,
     client: BrokerClient<Channel>,
+    /// Cancelled when the role this fetcher serves ends.
+    stop: CancellationToken,
 }
+
+/// Why a write was not made.
+const STOPPED: &str = "the fetcher was stopped";
 
 impl Fetcher {
     async fn run(&mut self) {
+        if self.target.fresh {
+            let (topic, partition) = self.names();
+            match self.reset(Offset(0)).await {
+                Ok(()) => tracing::info!(topic, partition, "emptied the log of a new replica"),
+                Err(e) => {
+                    tracing::warn!(topic, partition, cause = %e, "emptying the log of a new replica failed")
+                }
+            }
+        }
         loop {
             match self.truncate().await {
                 Ok(()) => self.fetch_loop().await,
@@ -93,6 +111,10 @@ impl Fetcher {
             match step {
                 Divergence::TruncateTo(offset) => {
                     if offset < log.end_offset() {
+                        let _writes = self.partition.lock_writes().await;
+                        if self.stop.is_cancelled() {
+                            return Err(STOPPED.into());
+                        }
                         let end = log.truncate_to(offset).await.map_err(|e| e.to_string())?;
                         tracing::info!(
                             topic,
@@ -134,6 +156,17 @@ impl Fetcher {
         }
     }
 
+    /// Empties the local log and restarts it at `offset`.
+    async fn reset(&self, offset: Offset) -> Result<(), String> {
+        let _writes = self.partition.lock_writes().await;
+        if self.stop.is_cancelled() {
+            return Err(STOPPED.into());
+        }
+        let log = self.partition.log();
+        log.reset_to(offset).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// Fetches from the log end until an error that calls for a new truncation.
     async fn fetch_loop(&mut self) {
         let (topic, partition) = self.names();
@@ -167,18 +200,40 @@ impl Fetcher {
             };
             match ErrorCode::try_from(p.error_code) {
                 Ok(ErrorCode::None) => {}
-                Ok(ErrorCode::OffsetOutOfRange) => return,
+                Ok(ErrorCode::OffsetOutOfRange) => {
+                    // The leader's log starts past this one's end (retention, or this replica
+                    // is new): start over where the leader's log starts, as Kafka does.
+                    let end = self.partition.log().end_offset().0;
+                    if p.log_start_offset > end {
+                        match self.reset(Offset(p.log_start_offset)).await {
+                            Ok(()) => tracing::info!(
+                                topic,
+                                partition,
+                                start = p.log_start_offset,
+                                "restarted the log at the leader's log start"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(topic, partition, cause = %e, "restarting the log at the leader's log start failed")
+                            }
+                        }
+                    }
+                    return;
+                }
                 _ => {
                     tracing::debug!(topic, partition, code = p.error_code, message = %p.error_message, "replica fetch refused");
                     tokio::time::sleep(BACKOFF).await;
                     continue;
                 }
             }
-            if !p.records.is_empty()
-                && let Err(e) = self.partition.log().append_replica(p.records.clone()).await
-            {
-                tracing::warn!(topic, partition, cause = %e, "appending the leader's batches failed");
-                return;
+            if !p.records.is_empty() {
+                let _writes = self.partition.lock_writes().await;
+                if self.stop.is_cancelled() {
+                    return;
+                }
+                if let Err(e) = self.partition.log().append_replica(p.records.clone()).await {
+                    tracing::warn!(topic, partition, cause = %e, "appending the leader's batches failed");
+                    return;
+                }
             }
             self.partition
                 .set_follower_high_watermark(Offset(p.high_watermark));

@@ -140,6 +140,42 @@ pub enum ClusterCommand {
     Status,
     /// Move leadership back to each partition's preferred (first) replica
     ElectLeaders(ElectLeadersArgs),
+    /// Move partitions to new replicas (the new ones catch up before the old are dropped),
+    /// or cancel a move
+    Reassign(ReassignArgs),
+    /// List the reassignments still running: `TOPIC-PARTITION<TAB>REPLICAS<TAB>ADDING<TAB>REMOVING<TAB>ISR`
+    Reassignments(ReassignmentsArgs),
+}
+
+/// `brook cluster reassign`
+#[derive(Debug, Clone, Args)]
+pub struct ReassignArgs {
+    /// The topic
+    #[arg(long, short = 't')]
+    pub topic: String,
+    /// The partitions to move (repeatable)
+    #[arg(long, short = 'p', required = true)]
+    pub partition: Vec<u32>,
+    /// The target replicas as broker ids, preferred leader first: `2,3,4`
+    #[arg(long, short = 'r', value_delimiter = ',', num_args = 1.., required_unless_present = "cancel", conflicts_with = "cancel")]
+    pub replicas: Vec<i32>,
+    /// Cancel the running moves instead: back to the replicas they started from
+    #[arg(long)]
+    pub cancel: bool,
+    /// Wait until the moves have finished
+    #[arg(long, conflicts_with = "cancel")]
+    pub wait: bool,
+    /// How long --wait waits, in milliseconds
+    #[arg(long, default_value_t = 600_000, requires = "wait", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
+}
+
+/// `brook cluster reassignments`
+#[derive(Debug, Clone, Args)]
+pub struct ReassignmentsArgs {
+    /// Only these topics (repeatable; default: every topic)
+    #[arg(long, short = 't')]
+    pub topic: Vec<String>,
 }
 
 /// `brook cluster elect-leaders`
@@ -627,6 +663,49 @@ mod tests {
         assert!(err.to_string().contains("--topic"), "{err}");
         let err = parse(&["cluster", "elect-leaders", "-t", "x", "-p", "-1"]).unwrap_err();
         assert!(err.to_string().contains("-1"), "{err}");
+    }
+
+    #[test]
+    fn reassign_takes_partitions_and_a_replica_list_or_a_cancel() {
+        let cli = parse(&[
+            "cluster", "reassign", "-t", "orders", "-p", "0", "-p", "3", "-r", "2,3,4", "--wait",
+        ])
+        .unwrap();
+        let Command::Cluster(ClusterCommand::Reassign(args)) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!(
+            (args.topic.as_str(), &args.partition[..], &args.replicas[..]),
+            ("orders", &[0, 3][..], &[2, 3, 4][..])
+        );
+        assert!(args.wait && !args.cancel);
+        assert_eq!(args.timeout_ms, 600_000);
+        let cli = parse(&["cluster", "reassign", "-t", "o", "-p", "1", "--cancel"]).unwrap();
+        let Command::Cluster(ClusterCommand::Reassign(args)) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert!(args.cancel && args.replicas.is_empty());
+        let refused: [(&[&str], &str); 5] = [
+            (&["-t", "o", "-p", "1"], "--replicas"),
+            (&["-t", "o", "-r", "1"], "--partition"),
+            (&["-t", "o", "-p", "1", "-r", "1", "--cancel"], "--cancel"),
+            (&["-t", "o", "-p", "1", "-r", "1,x"], "x"),
+            (
+                &["-t", "o", "-p", "1", "-r", "1", "--timeout-ms", "5"],
+                "--wait",
+            ),
+        ];
+        for (rest, named) in refused {
+            let mut argv = vec!["cluster", "reassign"];
+            argv.extend_from_slice(rest);
+            let err = parse(&argv).unwrap_err();
+            assert!(err.to_string().contains(named), "{argv:?}: {err}");
+        }
+        let cli = parse(&["cluster", "reassignments", "-t", "a", "-t", "b"]).unwrap();
+        let Command::Cluster(ClusterCommand::Reassignments(args)) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!(args.topic, ["a", "b"]);
     }
 
     #[test]

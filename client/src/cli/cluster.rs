@@ -1,13 +1,16 @@
-//! `brook cluster status`: a summary of Metadata; `brook cluster elect-leaders`.
+//! `brook cluster status`: a summary of Metadata; `brook cluster elect-leaders`,
+//! `reassign` and `reassignments`.
 
 use std::io::Write;
+use std::time::Duration;
 
 use brook_proto::v1::{
-    ElectLeadersRequest, ElectLeadersResult, ElectLeadersTopic, ErrorCode, MetadataRequest,
-    MetadataResponse,
+    AlterPartitionReassignmentsRequest, ElectLeadersRequest, ElectLeadersResult, ElectLeadersTopic,
+    ErrorCode, ListPartitionReassignmentsRequest, MetadataRequest, MetadataResponse,
+    OngoingReassignment, PartitionReassignment, ReassignmentResult,
 };
 
-use super::args::ElectLeadersArgs;
+use super::args::{ElectLeadersArgs, ReassignArgs};
 use super::{one_or_many, output_error};
 use crate::error::check_code;
 use crate::{ClientError, Connection};
@@ -62,6 +65,133 @@ pub fn write_elections(
             }
             _ => writeln!(out, "{at}: not elected: {}", r.error_message)?,
         }
+    }
+    Ok(())
+}
+
+/// How often `reassign --wait` asks whether the moves are done.
+const REASSIGN_POLL: Duration = Duration::from_millis(250);
+
+/// Starts (or cancels) the moves of the given partitions and prints a line per partition
+/// (see [`write_reassignments`]); with `--wait`, then waits until none of them is still
+/// moving and prints `done`. Fails with the partitions that were refused.
+pub async fn reassign(
+    conn: &Connection,
+    args: &ReassignArgs,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    let partitions = (args.partition.iter())
+        .map(|&partition| PartitionReassignment {
+            topic: args.topic.clone(),
+            partition,
+            replicas: args.replicas.clone(),
+            cancel: args.cancel,
+        })
+        .collect();
+    let response = (conn.admin())
+        .alter_partition_reassignments(AlterPartitionReassignmentsRequest { partitions })
+        .await?
+        .into_inner();
+    write_reassignments(out, &response.results, args.cancel).map_err(output_error)?;
+    one_or_many(
+        (response.results.iter())
+            .filter_map(|r| {
+                check_code(&r.topic, Some(r.partition), r.error_code, &r.error_message).err()
+            })
+            .collect(),
+    )?;
+    if !args.wait {
+        return Ok(());
+    }
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let running = (conn.admin())
+            .list_partition_reassignments(ListPartitionReassignmentsRequest {
+                topics: vec![args.topic.clone()],
+            })
+            .await?
+            .into_inner()
+            .reassignments;
+        let mut moving: Vec<u32> = (running.iter())
+            .filter(|r| args.partition.contains(&r.partition))
+            .map(|r| r.partition)
+            .collect();
+        if moving.is_empty() {
+            writeln!(out, "done").map_err(output_error)?;
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            moving.sort_unstable();
+            return Err(ClientError::Timeout {
+                operation: format!("moving {} partitions {moving:?}", args.topic),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(REASSIGN_POLL).await;
+    }
+}
+
+/// One line per partition:
+///
+/// ```text
+/// orders-0: moving to [2, 3, 4]
+/// orders-1: cancelled
+/// orders-2: not moved: orders-2: broker 9 is not registered
+/// ```
+pub fn write_reassignments(
+    out: &mut impl Write,
+    results: &[ReassignmentResult],
+    cancel: bool,
+) -> std::io::Result<()> {
+    for r in results {
+        let at = format!("{}-{}", r.topic, r.partition);
+        match r.error_code() {
+            ErrorCode::None if cancel => writeln!(out, "{at}: cancelled")?,
+            ErrorCode::None => writeln!(out, "{at}: moving")?,
+            _ if cancel => writeln!(out, "{at}: not cancelled: {}", r.error_message)?,
+            _ => writeln!(out, "{at}: not moved: {}", r.error_message)?,
+        }
+    }
+    Ok(())
+}
+
+/// Prints the running moves of `topics` (all when empty), one line each (see
+/// [`write_ongoing`]).
+pub async fn list_reassignments(
+    conn: &Connection,
+    topics: &[String],
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    let response = (conn.admin())
+        .list_partition_reassignments(ListPartitionReassignmentsRequest {
+            topics: topics.to_vec(),
+        })
+        .await?
+        .into_inner();
+    write_ongoing(out, &response.reassignments).map_err(output_error)
+}
+
+/// `TOPIC-PARTITION<TAB>replicas 2,3,4,1<TAB>adding 4<TAB>removing 1<TAB>isr 1,2,3`, sorted by
+/// topic and partition.
+pub fn write_ongoing(out: &mut impl Write, running: &[OngoingReassignment]) -> std::io::Result<()> {
+    let list = |ids: &[i32]| {
+        let ids: Vec<String> = ids.iter().map(i32::to_string).collect();
+        ids.join(",")
+    };
+    let mut running = running.to_vec();
+    running.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    for r in &running {
+        writeln!(
+            out,
+            "{}-{}\treplicas {}\tadding {}\tremoving {}\tisr {}",
+            r.topic,
+            r.partition,
+            list(&r.replicas),
+            list(&r.adding_replicas),
+            list(&r.removing_replicas),
+            list(&r.isr)
+        )?;
     }
     Ok(())
 }
@@ -194,6 +324,56 @@ mod tests {
              partitions: 3\n\
              offline partitions: 1\n\
              under-replicated partitions: 2\n"
+        );
+    }
+
+    #[test]
+    fn reassignment_lines_name_each_partition_and_its_outcome() {
+        let result = |partition, code: ErrorCode, message: &str| ReassignmentResult {
+            topic: "o".into(),
+            partition,
+            error_code: code as i32,
+            error_message: message.into(),
+        };
+        let results = [
+            result(0, ErrorCode::None, ""),
+            result(
+                1,
+                ErrorCode::InvalidReplicaAssignment,
+                "o-1: broker 9 is not registered",
+            ),
+        ];
+        let mut out = Vec::new();
+        write_reassignments(&mut out, &results, false).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "o-0: moving\no-1: not moved: o-1: broker 9 is not registered\n"
+        );
+        let mut out = Vec::new();
+        write_reassignments(&mut out, &results, true).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "o-0: cancelled\no-1: not cancelled: o-1: broker 9 is not registered\n"
+        );
+        let ongoing = |topic: &str, partition| OngoingReassignment {
+            topic: topic.into(),
+            partition,
+            replicas: vec![2, 3, 4, 1],
+            adding_replicas: vec![4],
+            removing_replicas: vec![1],
+            isr: vec![1, 2, 3],
+            leader: 1,
+        };
+        let mut out = Vec::new();
+        write_ongoing(
+            &mut out,
+            &[ongoing("b", 0), ongoing("a", 2), ongoing("a", 1)],
+        )
+        .unwrap();
+        let line = "replicas 2,3,4,1\tadding 4\tremoving 1\tisr 1,2,3";
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("a-1\t{line}\na-2\t{line}\nb-0\t{line}\n")
         );
     }
 

@@ -94,6 +94,12 @@ where
         Command::Cluster(ClusterCommand::ElectLeaders(args)) => {
             cluster::elect_leaders(conn, args, out).await?
         }
+        Command::Cluster(ClusterCommand::Reassign(args)) => {
+            cluster::reassign(conn, args, out).await?
+        }
+        Command::Cluster(ClusterCommand::Reassignments(args)) => {
+            cluster::list_reassignments(conn, &args.topic, out).await?
+        }
         Command::Group(GroupCommand::List) => {
             group::list_groups(conn, out).await?;
         }

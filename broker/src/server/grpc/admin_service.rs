@@ -190,6 +190,81 @@ impl Admin for AdminService {
         Ok(Response::new(CreatePartitionsResponse { results }))
     }
 
+    async fn alter_partition_reassignments(
+        &self,
+        request: Request<AlterPartitionReassignmentsRequest>,
+    ) -> Result<Response<AlterPartitionReassignmentsResponse>, Status> {
+        let request = request.into_inner();
+        let mut results = Vec::with_capacity(request.partitions.len());
+        for asked in request.partitions {
+            let at = format!("{}-{}", asked.topic, asked.partition);
+            let (code, message) = match &self.ctx.cluster {
+                None => (
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "cannot reassign {at}: this broker runs alone (no cluster.voters), so every partition has one replica"
+                    ),
+                ),
+                Some(_) if asked.cancel && !asked.replicas.is_empty() => (
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "cancel of {at} names replicas {:?}: a cancel takes none",
+                        asked.replicas
+                    ),
+                ),
+                Some(cluster) => {
+                    let target = (!asked.cancel).then_some(asked.replicas);
+                    cluster
+                        .alter_reassignment(&asked.topic, asked.partition, target)
+                        .await
+                }
+            };
+            if code != ErrorCode::None {
+                tracing::info!(partition = %at, cause = %message, "reassignment refused");
+            }
+            results.push(ReassignmentResult {
+                topic: asked.topic,
+                partition: asked.partition,
+                error_code: code as i32,
+                error_message: message,
+            });
+        }
+        Ok(Response::new(AlterPartitionReassignmentsResponse {
+            results,
+        }))
+    }
+
+    async fn list_partition_reassignments(
+        &self,
+        request: Request<ListPartitionReassignmentsRequest>,
+    ) -> Result<Response<ListPartitionReassignmentsResponse>, Status> {
+        let request = request.into_inner();
+        let Some(cluster) = &self.ctx.cluster else {
+            return Ok(Response::new(ListPartitionReassignmentsResponse::default()));
+        };
+        let metadata = cluster.metadata();
+        let wanted = |name: &String| request.topics.is_empty() || request.topics.contains(name);
+        let reassignments = (metadata.topics.iter())
+            .filter(|(name, _)| wanted(name))
+            .flat_map(|(name, topic)| {
+                (topic.partitions.iter().enumerate())
+                    .filter(|(_, p)| p.is_reassigning())
+                    .map(|(i, p)| OngoingReassignment {
+                        topic: name.clone(),
+                        partition: i as u32,
+                        replicas: p.replicas.clone(),
+                        adding_replicas: p.adding.clone(),
+                        removing_replicas: p.removing.clone(),
+                        isr: p.isr.iter().copied().collect(),
+                        leader: p.leader.unwrap_or(-1),
+                    })
+            })
+            .collect();
+        Ok(Response::new(ListPartitionReassignmentsResponse {
+            reassignments,
+        }))
+    }
+
     async fn elect_leaders(
         &self,
         request: Request<ElectLeadersRequest>,

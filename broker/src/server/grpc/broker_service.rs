@@ -112,6 +112,8 @@ async fn produce_partition(
         }
     }
     let bytes: u64 = checked.iter().map(|(b, _)| b.len() as u64).sum();
+    // Held until every batch is queued: a replica being emptied waits for them.
+    let writes = partition.lock_writes().await;
     let epoch = match partition.produce_epoch() {
         Ok(epoch) => epoch,
         Err((code, msg)) => return fail(code, msg),
@@ -131,6 +133,7 @@ async fn produce_partition(
             Err(e) => return fail(log_error_code(&e), e.to_string()),
         }
     }
+    drop(writes);
     let topic = partition.topic().to_string();
     let dir = log.dir().to_path_buf();
     let outcome = async move {
