@@ -1317,6 +1317,11 @@ async fn reassignments_wait_for_their_replicas_and_can_be_cancelled() {
     assert_eq!(replicas(&m)[0], merged);
     assert_eq!(partitions(&m)[0].0, leader);
     send(&cluster, TOPIC, 0, &["during".to_string()]).await;
+    cluster
+        .wait_metric(via, "brook_cluster_reassigning_partitions", PATIENCE, |v| {
+            v == 1.0
+        })
+        .await;
 
     // Bad requests, each named.
     let long = format!("{TOPIC}-0");

@@ -417,8 +417,11 @@ impl ClusterRole {
         let metadata = self.metadata();
         let live = metadata.live_brokers().len();
         let partitions = metadata.topics.values().flat_map(|t| t.partitions.iter());
-        let (mut offline, mut led, mut under) = (0, 0, 0);
+        let (mut offline, mut led, mut under, mut moving) = (0, 0, 0, 0);
         for p in partitions {
+            if p.is_reassigning() {
+                moving += 1;
+            }
             match p.leader {
                 None => offline += 1,
                 Some(leader) if leader == self.node_id => {
@@ -439,6 +442,7 @@ impl ClusterRole {
         metrics::gauge!("brook_cluster_live_brokers").set(live as f64);
         metrics::gauge!("brook_cluster_fenced_brokers").set((metadata.brokers.len() - live) as f64);
         metrics::gauge!("brook_cluster_offline_partitions").set(offline as f64);
+        metrics::gauge!("brook_cluster_reassigning_partitions").set(moving as f64);
         metrics::gauge!("brook_leader_partitions").set(led as f64);
         metrics::gauge!("brook_under_replicated_partitions").set(under as f64);
         metrics::gauge!("brook_replica_max_lag_records").set(max_lag as f64);
