@@ -132,6 +132,20 @@ async fn a_reset_empties_the_log_and_its_epochs_and_restarts_it_anywhere() {
     let err = log.reset_to(Offset(-1)).await.unwrap_err();
     assert!(err.to_string().contains("-1"), "{err}");
     assert_eq!(log.end_offset(), Offset(0));
+    // Again at 0, over a log that starts at 0 (same segment file name), across a reopen.
+    fill(&log, &[(1, 3), (1, 2)]).await;
+    log.roll().await.unwrap();
+    fill(&log, &[(2, 1)]).await;
+    assert_eq!(log.reset_to(Offset(0)).await.unwrap(), Offset(0));
+    log.close().await.unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).await.unwrap();
+    assert_eq!(
+        (log.start_offset(), log.end_offset()),
+        (Offset(0), Offset(0))
+    );
+    assert_eq!(log.segment_base_offsets(), [Offset(0)]);
+    assert!(entries(&log).is_empty());
 }
 
 #[tokio::test]
