@@ -11,6 +11,8 @@ use brook_proto::{BatchBuilder, Compression, Header};
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::delivery::{Completion, DeliveryFuture};
+
 /// A topic and one of its partitions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Tp {
@@ -35,6 +37,7 @@ pub(crate) enum SealReason {
 
 struct OpenBatch<T> {
     builder: BatchBuilder,
+    completion: Completion,
     payloads: Vec<T>,
     memory: usize,
     created: Instant,
@@ -57,6 +60,8 @@ impl<T> OpenBatch<T> {
 pub(crate) struct SealedBatch<T> {
     pub tp: Tp,
     builder: BatchBuilder,
+    /// Settles the records' futures.
+    pub completion: Completion,
     /// One per record, in append order.
     pub payloads: Vec<T>,
     /// Buffer bytes its records hold.
@@ -84,13 +89,17 @@ impl<T> SealedBatch<T> {
     }
 
     /// The wire batch, numbered for an idempotent producer when `producer` is given as
-    /// `(producer_id, epoch, base_sequence)`.
-    pub fn build(self, producer: Option<(i64, i16, i32)>, codec: Compression) -> (Bytes, Vec<T>) {
+    /// `(producer_id, epoch, base_sequence)`, with what settles its records.
+    pub fn build(
+        self,
+        producer: Option<(i64, i16, i32)>,
+        codec: Compression,
+    ) -> (Bytes, Vec<T>, Completion) {
         let mut builder = self.builder.compression(codec);
         if let Some((id, epoch, sequence)) = producer {
             builder = builder.producer(id, epoch, sequence);
         }
-        (builder.build(), self.payloads)
+        (builder.build(), self.payloads, self.completion)
     }
 }
 
@@ -129,9 +138,10 @@ impl<T> Accumulator<T> {
         }
     }
 
-    /// Appends a record to `tp`'s open batch and returns the batches this sealed: the open
-    /// one when the record would not fit (it then starts a new batch), and the one the record
-    /// is in when it is now full. A record larger than `batch_bytes` makes a batch of its own.
+    /// Appends a record to `tp`'s open batch and returns the record's delivery future and the
+    /// batches this sealed: the open one when the record would not fit (it then starts a new
+    /// batch), and the one the record is in when it is now full. A record larger than
+    /// `batch_bytes` makes a batch of its own.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
@@ -143,7 +153,7 @@ impl<T> Accumulator<T> {
         headers: &[Header],
         memory: usize,
         payload: T,
-    ) -> Vec<SealedBatch<T>> {
+    ) -> (DeliveryFuture, Vec<SealedBatch<T>>) {
         let mut sealed = Vec::new();
         let encoded = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + 16;
         // One lookup on the common path: the partition has an open batch the record fits.
@@ -152,11 +162,12 @@ impl<T> Accumulator<T> {
                 || open.builder.size_in_bytes() + encoded <= self.batch_bytes
             {
                 open.builder.append(timestamp, key, value, headers);
+                let future = open.completion.future(open.payloads.len(), timestamp);
                 open.payloads.push(payload);
                 open.memory += memory;
                 let full = open.full(self.batch_records, self.batch_bytes);
                 sealed.extend(full.and_then(|reason| self.seal(tp, reason)));
-                return sealed;
+                return (future, sealed);
             }
             sealed.extend(self.seal(tp, SealReason::Bytes));
         }
@@ -166,8 +177,11 @@ impl<T> Accumulator<T> {
         let capacity = hint.min(self.batch_bytes).max(encoded).max(1024);
         let mut builder = BatchBuilder::with_capacity(capacity);
         builder.append(timestamp, key, value, headers);
+        let completion = Completion::new(tp);
+        let future = completion.future(0, timestamp);
         let open = OpenBatch {
             builder,
+            completion,
             payloads: vec![payload],
             memory,
             created: now,
@@ -175,7 +189,7 @@ impl<T> Accumulator<T> {
         let full = open.full(self.batch_records, self.batch_bytes);
         self.open.insert(tp.clone(), open);
         sealed.extend(full.and_then(|reason| self.seal(tp, reason)));
-        sealed
+        (future, sealed)
     }
 
     fn seal(&mut self, tp: &Tp, reason: SealReason) -> Option<SealedBatch<T>> {
@@ -190,6 +204,7 @@ impl<T> Accumulator<T> {
         Some(SealedBatch {
             tp: tp.clone(),
             builder: open.builder,
+            completion: open.completion,
             payloads: open.payloads,
             memory: open.memory,
             created: open.created,
@@ -267,6 +282,7 @@ mod tests {
             value.len(),
             id,
         )
+        .1
     }
 
     #[tokio::test(start_paused = true)]
@@ -374,7 +390,7 @@ mod tests {
         let sealed = add(&mut acc, 0, 5, &big);
         assert_eq!(sealed.len(), 1);
         assert_eq!(sealed[0].payloads, [5]);
-        let (bytes, payloads) = sealed
+        let (bytes, payloads, _) = sealed
             .into_iter()
             .next()
             .unwrap()

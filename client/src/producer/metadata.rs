@@ -63,6 +63,13 @@ impl MetadataCache {
         self.topics.get(topic)
     }
 
+    /// Every known topic with its partition count.
+    pub fn partition_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.topics
+            .iter()
+            .map(|(name, info)| (name.as_str(), info.leaders.len()))
+    }
+
     /// Reloads every known topic.
     pub async fn refresh(&mut self) -> Result<(), ClientError> {
         let names: Vec<String> = self.topics.keys().cloned().collect();

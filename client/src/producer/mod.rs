@@ -1,11 +1,11 @@
 //! The batching producer.
 //!
 //! ```text
-//!  Producer::enqueue ──reserve memory (backpressure)──> bounded channel ──> sender task
-//!   sender: partitioner ─> Accumulator (seal by bytes / records / linger)
-//!           ─> per-partition queue (sequence numbers) ─> Produce to the leader
+//!  Producer::enqueue ──reserve memory (backpressure)──> RecordBuffer: partitioner ─>
+//!           Accumulator (seal by bytes / records; the sender seals by linger)
+//!   sender task: sealed batches ─> per-partition queue (sequence numbers) ─> Produce to the leader
 //!              (max in flight per broker and per partition, circuit breaker per broker,
-//!               request timeout) ─> ack: resolve records, free memory
+//!               request timeout) ─> ack: settle the batch's futures, free memory
 //!                                 ─> retriable: backoff with jitter, metadata refresh on
 //!                                    NOT_LEADER / unknown topic, resend in order
 //! ```
@@ -17,13 +17,17 @@
 //! - [`producer`]: [`Producer`], the handle, and [`DeliveryFuture`].
 //! - [`backoff`]: [`Backoff`], exponential pauses with jitter.
 //! - [`circuit_breaker`]: [`CircuitBreaker`], one per broker connection.
-//! - `accumulator`, `metadata`, `sender`: the sender task's parts (crate-private).
+//! - `buffer`, `accumulator`: the open batches, which handles append to under one lock.
+//! - `delivery`: one settlement per batch, read by its records' [`DeliveryFuture`]s.
+//! - `metadata`, `sender`: the sender task's parts (crate-private).
 
 mod accumulator;
 pub mod backoff;
+mod buffer;
 pub mod circuit_breaker;
 pub mod config;
 pub mod config_error;
+mod delivery;
 pub mod error;
 pub(crate) mod metadata;
 #[allow(clippy::module_inception)]

@@ -1,9 +1,6 @@
 //! [`Producer`]: the cloneable handle applications send records through.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use brook_proto::v1::InitProducerIdRequest;
@@ -12,12 +9,15 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::error::check_code;
 use crate::{ClientError, Connection};
 
+use super::buffer::{Appended, RecordBuffer};
 use super::config::MAX_BATCH_BYTES;
 use super::sender::{Command, ProducerId, Sender};
 use super::{Backpressure, ProducerConfig, ProducerError, ProducerRecord, RecordMetadata};
 
-/// Capacity of the channel from handles to the sender task. Memory, not this channel, is the
-/// real bound: `enqueue` reserves a record's bytes before it queues the record.
+pub use super::delivery::DeliveryFuture;
+
+/// Capacity of the channel from handles to the sender task (flushes, closes and the first
+/// records of topics the producer has not seen yet).
 const COMMAND_CHANNEL: usize = 1024;
 
 /// A batching, retrying, by default idempotent producer.
@@ -43,25 +43,9 @@ pub struct Producer {
 struct Inner {
     config: ProducerConfig,
     commands: mpsc::Sender<Command>,
+    buffer: Arc<RecordBuffer>,
     memory: Arc<Semaphore>,
     producer_id: Option<(i64, i16)>,
-}
-
-/// Resolves to where a record was written, or why it was not. Returned by
-/// [`Producer::enqueue`] once the record is in the buffer.
-#[derive(Debug)]
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata, ProducerError>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata, ProducerError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|answer| answer.unwrap_or(Err(ProducerError::Closed)))
-    }
 }
 
 impl Producer {
@@ -94,12 +78,20 @@ impl Producer {
         };
         let memory = Arc::new(Semaphore::new(config.buffer_bytes));
         let (commands, rx) = mpsc::channel(COMMAND_CHANNEL);
-        let sender = Sender::new(config.clone(), bootstrap, producer_id, memory.clone());
+        let buffer = Arc::new(RecordBuffer::new(&config));
+        let sender = Sender::new(
+            config.clone(),
+            bootstrap,
+            producer_id,
+            memory.clone(),
+            buffer.clone(),
+        );
         tokio::spawn(sender.run(rx));
         Ok(Producer {
             inner: Arc::new(Inner {
                 config,
                 commands,
+                buffer,
                 memory,
                 producer_id: producer_id.map(|p| (p.id, p.epoch)),
             }),
@@ -168,6 +160,19 @@ impl Producer {
             }
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        // Until the record is in a batch or a queued command the permit is held here, so a
+        // refusal, a caller dropping this future or a closed producer gives the bytes back.
+        // From there the sender task gives them back when the record is settled.
+        let record = match self.inner.buffer.append(record, size, timestamp) {
+            Appended::Done(delivery) => {
+                permit.forget();
+                return Ok(delivery);
+            }
+            Appended::Refused(ProducerError::Closed) => return Err(ProducerError::Closed),
+            Appended::Refused(error) => return Ok(DeliveryFuture::failed(error)),
+            Appended::UnknownTopic(record) => record,
+        };
+        // The topic's partitions are not known yet: the sender loads them and appends.
         let (reply, rx) = oneshot::channel();
         let command = Command::Send {
             record,
@@ -175,16 +180,15 @@ impl Producer {
             timestamp,
             reply,
         };
-        // Until the command is queued the permit is held here, so a caller dropping this
-        // future (or a closed producer) gives the bytes back.
         self.inner
             .commands
             .send(command)
             .await
             .map_err(|_| ProducerError::Closed)?;
-        // From here the sender task gives the bytes back when the record is resolved.
         permit.forget();
-        Ok(DeliveryFuture { rx })
+        Ok(rx
+            .await
+            .unwrap_or_else(|_| DeliveryFuture::failed(ProducerError::Closed)))
     }
 
     /// Seals every open batch and waits until every record enqueued so far is resolved

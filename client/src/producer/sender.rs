@@ -1,13 +1,16 @@
-//! The producer's background task: partitions records, seals batches, numbers them, sends
-//! them to partition leaders and resolves each record's delivery.
+//! The producer's background task: takes the batches the handles sealed in the shared
+//! [`RecordBuffer`], seals lingering ones, numbers them, sends them to partition leaders and
+//! settles each batch's delivery.
 //!
 //! ```text
-//!  commands (bounded) ──> partition ──> Accumulator ──sealed──> PartitionQueue (numbered)
-//!                                                                    │ dispatch: leader,
+//!  handles ──append──> RecordBuffer (partitioner, Accumulator) ──sealed, wake──┐
+//!  commands (bounded): first record of an unknown topic, flush, close ──────────┤
+//!                                                                              v
+//!                                               PartitionQueue (numbered) ─ dispatch: leader,
 //!                                                                    │ in-flight caps, breaker
 //!                                                                    v
 //!  responses (bounded) <── request task (Produce, request timeout) <─┘
-//!        │ ok: resolve records, free memory     retriable: back off, resend in order
+//!        │ ok: settle the batch, free memory     retriable: back off, resend in order
 //! ```
 //!
 //! Order under retries: a partition's batches sit in a queue in sequence order. After a
@@ -28,14 +31,16 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::{check_code, is_retriable_code};
-use crate::{ClientError, Connection, partition_for_key};
+use crate::{ClientError, Connection};
 
-use super::accumulator::{Accumulator, SealReason, SealedBatch, Tp, renumber};
+use super::accumulator::{SealReason, SealedBatch, Tp, renumber};
 use super::backoff::Backoff;
+use super::buffer::{Appended, RecordBuffer};
 use super::circuit_breaker::CircuitBreaker;
+use super::delivery::{Completion, DeliveryFuture};
 use super::metadata::MetadataCache;
 use super::producer::init_producer_id;
-use super::{KeylessPartitioning, ProducerConfig, ProducerError, ProducerRecord, RecordMetadata};
+use super::{ProducerConfig, ProducerError, ProducerRecord};
 
 /// Capacity of the channel from request tasks back to the sender.
 const RESPONSE_CHANNEL: usize = 256;
@@ -43,12 +48,13 @@ const RESPONSE_CHANNEL: usize = 256;
 /// Most commands taken from the channel in one turn of the sender's loop.
 const COMMAND_BURST: usize = 256;
 
-/// The answer to one record.
-pub(crate) type Reply = oneshot::Sender<Result<RecordMetadata, ProducerError>>;
+/// Where a record sent as a command went.
+pub(crate) type Reply = oneshot::Sender<DeliveryFuture>;
 
 /// What the producer handle asks of the sender task.
 pub(crate) enum Command {
-    /// A record whose memory is already reserved.
+    /// A record of a topic the buffer does not know yet, its memory already reserved: the
+    /// sender loads the topic's metadata and appends it.
     Send {
         record: ProducerRecord,
         memory: usize,
@@ -61,11 +67,6 @@ pub(crate) enum Command {
     Close(oneshot::Sender<()>),
 }
 
-struct Delivery {
-    reply: Reply,
-    timestamp: i64,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BatchState {
     Queued,
@@ -76,7 +77,8 @@ enum BatchState {
 struct QueuedBatch {
     id: u64,
     bytes: Bytes,
-    deliveries: Vec<Delivery>,
+    /// Settles the batch's records; taken when it is settled.
+    completion: Option<Completion>,
     memory: usize,
     deadline: Instant,
     attempts: u32,
@@ -131,7 +133,7 @@ pub(crate) struct Sender {
     config: ProducerConfig,
     producer_id: Option<ProducerId>,
     metadata: MetadataCache,
-    accumulator: Accumulator<Delivery>,
+    buffer: Arc<RecordBuffer>,
     partitions: BTreeMap<Tp, PartitionQueue>,
     brokers: HashMap<i32, BrokerState>,
     memory: Arc<Semaphore>,
@@ -143,8 +145,6 @@ pub(crate) struct Sender {
     /// The clock reading the last `dispatch` judged retry times by. `next_wakeup` schedules
     /// every retry later than it, so a retry that falls due between the two is not lost.
     dispatched_at: Instant,
-    sticky: HashMap<String, u32>,
-    round_robin: HashMap<String, u32>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     closing: bool,
@@ -158,11 +158,12 @@ impl Sender {
         bootstrap: Connection,
         producer_id: Option<ProducerId>,
         memory: Arc<Semaphore>,
+        buffer: Arc<RecordBuffer>,
     ) -> Self {
         let (responses_tx, responses_rx) = mpsc::channel(RESPONSE_CHANNEL);
         Sender {
             metadata: MetadataCache::new(bootstrap, config.request_timeout),
-            accumulator: Accumulator::new(config.batch_bytes, config.batch_records, config.linger),
+            buffer,
             backoff: Backoff {
                 initial: config.retry_backoff,
                 max: config.retry_backoff_max,
@@ -177,8 +178,6 @@ impl Sender {
             metadata_stale: false,
             metadata_retry_at: None,
             dispatched_at: Instant::now(),
-            sticky: HashMap::new(),
-            round_robin: HashMap::new(),
             flush_waiters: Vec::new(),
             close_waiters: Vec::new(),
             closing: false,
@@ -214,14 +213,12 @@ impl Sender {
                 Some(event) = self.responses_rx.recv() => self.on_response(event),
                 command = commands.recv(), if commands_open => match command {
                     Some(command) => {
-                        // One clock reading per burst: it only dates new batches for linger.
-                        let now = Instant::now();
-                        self.on_command(command, now).await;
+                        self.on_command(command).await;
                         // Take the rest of a burst now, so the scans below and the next
                         // dispatch run once per burst rather than once per record.
                         for _ in 0..COMMAND_BURST {
                             match commands.try_recv() {
-                                Ok(command) => self.on_command(command, now).await,
+                                Ok(command) => self.on_command(command).await,
                                 Err(mpsc::error::TryRecvError::Empty) => break,
                                 Err(mpsc::error::TryRecvError::Disconnected) => {
                                     commands_open = false;
@@ -236,44 +233,55 @@ impl Sender {
                         self.start_closing();
                     }
                 },
+                () = self.buffer.woken() => {}
                 () = tokio::time::sleep_until(wake) => {}
             }
             let now = Instant::now();
-            let sealed = self.accumulator.seal_expired(now);
-            self.enqueue_sealed(sealed);
-            if self.config.send_when_idle {
-                self.seal_idle();
-            }
+            self.take_sealed(now);
             self.expire(now);
         }
     }
 
-    /// Seals the open batches whose leader has no request in flight, so they go now rather
+    /// Takes the batches the handles sealed, and seals the lingering ones and (with
+    /// `send_when_idle`) those whose leader has no request in flight, so they go now rather
     /// than after their linger.
-    fn seal_idle(&mut self) {
-        if self.accumulator.is_empty() {
-            return;
-        }
-        let (metadata, brokers) = (&self.metadata, &self.brokers);
-        let sealed = self.accumulator.seal_picked(
-            |tp| {
-                metadata
-                    .cached(&tp.topic)
-                    .and_then(|info| info.leaders.get(tp.partition as usize).copied())
-                    .is_some_and(|leader| {
-                        leader >= 0 && brokers.get(&leader).is_none_or(|b| b.in_flight == 0)
-                    })
-            },
-            SealReason::Idle,
-        );
+    fn take_sealed(&mut self, now: Instant) {
+        let sealed = {
+            let mut buffer = self.buffer.lock();
+            let expired = buffer.accumulator.seal_expired(now);
+            buffer.push_sealed(expired);
+            if self.config.send_when_idle && !buffer.accumulator.is_empty() {
+                let (metadata, brokers) = (&self.metadata, &self.brokers);
+                let idle = buffer.accumulator.seal_picked(
+                    |tp| {
+                        metadata
+                            .cached(&tp.topic)
+                            .and_then(|info| info.leaders.get(tp.partition as usize).copied())
+                            .is_some_and(|leader| {
+                                leader >= 0 && brokers.get(&leader).is_none_or(|b| b.in_flight == 0)
+                            })
+                    },
+                    SealReason::Idle,
+                );
+                buffer.push_sealed(idle);
+            }
+            buffer.take_sealed()
+        };
         self.enqueue_sealed(sealed);
+    }
+
+    /// Hands the metadata's partition counts to the buffer, where handles partition records.
+    fn share_partition_counts(&self) {
+        self.buffer
+            .lock()
+            .set_partitions(self.metadata.partition_counts());
     }
 
     fn refuse(&mut self, command: Command) {
         match command {
             Command::Send { memory, reply, .. } => {
                 self.memory.add_permits(memory);
-                let _ = reply.send(Err(ProducerError::Closed));
+                let _ = reply.send(DeliveryFuture::failed(ProducerError::Closed));
             }
             Command::Flush(done) | Command::Close(done) => {
                 let _ = done.send(());
@@ -283,11 +291,15 @@ impl Sender {
 
     fn start_closing(&mut self) {
         self.closing = true;
-        let sealed = self.accumulator.seal_all();
+        let sealed = {
+            let mut buffer = self.buffer.lock();
+            buffer.close();
+            buffer.take_sealed()
+        };
         self.enqueue_sealed(sealed);
     }
 
-    async fn on_command(&mut self, command: Command, now: Instant) {
+    async fn on_command(&mut self, command: Command) {
         match command {
             Command::Send {
                 record,
@@ -297,14 +309,18 @@ impl Sender {
             } => {
                 if self.closing {
                     self.memory.add_permits(memory);
-                    let _ = reply.send(Err(ProducerError::Closed));
+                    let _ = reply.send(DeliveryFuture::failed(ProducerError::Closed));
                     return;
                 }
-                self.append(record, memory, timestamp, reply, now).await;
+                self.append(record, memory, timestamp, reply).await;
             }
             Command::Flush(done) => {
                 self.flush_waiters.push(done);
-                let sealed = self.accumulator.seal_all();
+                let sealed = {
+                    let mut buffer = self.buffer.lock();
+                    buffer.seal_all();
+                    buffer.take_sealed()
+                };
                 self.enqueue_sealed(sealed);
             }
             Command::Close(done) => {
@@ -314,95 +330,46 @@ impl Sender {
         }
     }
 
+    /// Loads the metadata of a record's topic, then appends the record to the buffer.
     async fn append(
         &mut self,
         record: ProducerRecord,
         memory: usize,
         timestamp: i64,
         reply: Reply,
-        now: Instant,
     ) {
-        let partitions = match self.metadata.topic(&record.topic).await {
-            Ok(Some(info)) => info.leaders.len() as u32,
-            Ok(None) => {
-                self.memory.add_permits(memory);
-                let _ = reply.send(Err(ProducerError::UnknownTopic {
+        let loaded = self
+            .metadata
+            .topic(&record.topic)
+            .await
+            .map(|t| t.is_some());
+        self.share_partition_counts();
+        let refused = match loaded {
+            Ok(true) => match self.buffer.append(record, memory, timestamp) {
+                Appended::Done(future) => {
+                    let _ = reply.send(future);
+                    return;
+                }
+                Appended::Refused(error) => error,
+                Appended::UnknownTopic(record) => ProducerError::UnknownTopic {
                     topic: record.topic,
-                }));
-                return;
-            }
-            Err(err) => {
-                self.memory.add_permits(memory);
-                let _ = reply.send(Err(ProducerError::Metadata {
-                    topic: record.topic,
-                    source: Arc::new(err),
-                }));
-                return;
-            }
+                },
+            },
+            Ok(false) => ProducerError::UnknownTopic {
+                topic: record.topic,
+            },
+            Err(err) => ProducerError::Metadata {
+                topic: record.topic,
+                source: Arc::new(err),
+            },
         };
-        let partition = match (record.partition, &record.key) {
-            (Some(p), _) if p >= partitions => {
-                self.memory.add_permits(memory);
-                let _ = reply.send(Err(ProducerError::UnknownPartition {
-                    topic: record.topic,
-                    partition: p,
-                    partitions,
-                }));
-                return;
-            }
-            (Some(p), _) => p,
-            (None, Some(key)) => partition_for_key(key, partitions),
-            (None, None) => self.keyless_partition(&record.topic, partitions),
-        };
-        let tp = Tp {
-            topic: record.topic,
-            partition,
-        };
-        self.outstanding += 1;
-        let sealed = self.accumulator.append(
-            &tp,
-            now,
-            timestamp,
-            record.key.as_deref(),
-            record.value.as_deref(),
-            &record.headers,
-            memory,
-            Delivery { reply, timestamp },
-        );
-        self.enqueue_sealed(sealed);
-    }
-
-    fn keyless_partition(&mut self, topic: &str, partitions: u32) -> u32 {
-        match self.config.keyless {
-            KeylessPartitioning::Sticky => {
-                let start = rand::random_range(0..partitions);
-                *self.sticky.entry(topic.to_owned()).or_insert(start) % partitions
-            }
-            KeylessPartitioning::RoundRobin => {
-                let next = self.round_robin.entry(topic.to_owned()).or_insert(0);
-                let partition = *next % partitions;
-                *next = next.wrapping_add(1);
-                partition
-            }
-        }
+        self.memory.add_permits(memory);
+        let _ = reply.send(DeliveryFuture::failed(refused));
     }
 
     /// Numbers sealed batches and queues them for sending.
-    fn enqueue_sealed(&mut self, sealed: Vec<SealedBatch<Delivery>>) {
+    fn enqueue_sealed(&mut self, sealed: Vec<SealedBatch<()>>) {
         for batch in sealed {
-            if self.config.keyless == KeylessPartitioning::Sticky
-                && batch.reason != SealReason::Flush
-                && let Some(current) = self.sticky.get_mut(&batch.tp.topic)
-                && *current == batch.tp.partition
-            {
-                // The sticky partition's batch is done: move on to the next partition.
-                let count = self
-                    .metadata
-                    .cached(&batch.tp.topic)
-                    .map_or(1, |info| info.leaders.len() as u32)
-                    .max(1);
-                *current = (*current + 1) % count;
-            }
             let tp = batch.tp.clone();
             let producer_id = self.producer_id;
             let queue = self.partitions.entry(tp).or_insert_with(|| PartitionQueue {
@@ -416,12 +383,13 @@ impl Sender {
             if queue.producer.is_some() {
                 queue.next_sequence = queue.next_sequence.wrapping_add(records) & i32::MAX;
             }
-            let (bytes, deliveries) = batch.build(numbering, self.config.compression);
+            let (bytes, _, completion) = batch.build(numbering, self.config.compression);
             self.next_batch_id += 1;
+            self.outstanding += records as usize;
             queue.batches.push_back(QueuedBatch {
                 id: self.next_batch_id,
                 bytes,
-                deliveries,
+                completion: Some(completion),
                 memory,
                 deadline,
                 attempts: 0,
@@ -439,7 +407,9 @@ impl Sender {
         let now = Instant::now();
         self.dispatched_at = now;
         if self.metadata_stale && self.metadata_retry_at.is_none_or(|at| at <= now) {
-            match self.metadata.refresh().await {
+            let refreshed = self.metadata.refresh().await;
+            self.share_partition_counts();
+            match refreshed {
                 Ok(()) => {
                     self.metadata_stale = false;
                     // At most one refresh per backoff interval, even if a leader stays unknown.
@@ -680,16 +650,10 @@ impl Sender {
             queue.in_flight -= 1;
         }
         batch.state = BatchState::Acked;
-        let deliveries = std::mem::take(&mut batch.deliveries);
         let memory = std::mem::take(&mut batch.memory);
-        let count = deliveries.len();
-        for (i, delivery) in deliveries.into_iter().enumerate() {
-            let _ = delivery.reply.send(Ok(RecordMetadata {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: base_offset.map(|o| o + i as i64),
-                timestamp: delivery.timestamp,
-            }));
+        let count = batch.records as usize;
+        if let Some(completion) = batch.completion.take() {
+            completion.settle(Ok(base_offset));
         }
         while queue
             .batches
@@ -790,9 +754,9 @@ impl Sender {
         {
             queue.batches.pop_front();
         }
-        let count = batch.deliveries.len();
-        for delivery in batch.deliveries {
-            let _ = delivery.reply.send(Err(error.clone()));
+        let count = batch.records as usize;
+        if let Some(completion) = batch.completion {
+            completion.settle(Err(error));
         }
         self.memory.add_permits(batch.memory);
         self.outstanding -= count;
@@ -903,7 +867,7 @@ impl Sender {
         let now = Instant::now();
         let mut wake = now + Duration::from_secs(3600);
         let mut consider = |at: Instant| wake = wake.min(at.max(now));
-        if let Some(at) = self.accumulator.next_deadline() {
+        if let Some(at) = self.buffer.lock().accumulator.next_deadline() {
             consider(at);
         }
         for queue in self.partitions.values() {
