@@ -1,7 +1,8 @@
 //! Brook benchmarks. The criterion micro-benchmarks live in `benches/`; the `brook-bench`
 //! binary (src/bin) runs workloads over the network: gRPC against the storage engine
 //! ([`grpc`]), the client library ([`client`]) and brook-connect beside Kafka's own consumer
-//! ([`connect`]); the full comparison with a real Kafka joins with its issue.
+//! ([`connect`]), Brook against a real Kafka ([`compare`]) and TLS against plain text
+//! ([`tls`]).
 //!
 //! This library holds what the micro-benchmarks share:
 //!
@@ -19,6 +20,7 @@ pub mod client;
 pub mod compare;
 pub mod connect;
 pub mod grpc;
+pub mod tls;
 
 use std::cell::RefCell;
 use std::fs::File;

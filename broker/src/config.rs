@@ -20,7 +20,15 @@ use serde::{Deserialize, Serialize};
 use crate::log::{ConfigError, LogConfig};
 
 /// The sections of the file, which are also the `<SECTION>` of an environment override.
-const SECTIONS: [&str; 6] = ["server", "log", "retention", "groups", "cluster", "logging"];
+const SECTIONS: [&str; 7] = [
+    "server",
+    "log",
+    "retention",
+    "groups",
+    "cluster",
+    "tls",
+    "logging",
+];
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "BROOK_";
@@ -45,6 +53,8 @@ pub struct BrokerConfig {
     pub groups: GroupsConfig,
     /// Cluster membership: the controller quorum's voters and broker liveness.
     pub cluster: ClusterConfig,
+    /// TLS on the listeners and between brokers (docs/security.md).
+    pub tls: TlsConfig,
     /// The broker's own diagnostic output (tracing).
     pub logging: LoggingConfig,
 }
@@ -235,6 +245,88 @@ impl ClusterConfig {
     }
 }
 
+/// TLS on the gRPC listener (clients and other brokers), on the HTTP listener, and on this
+/// broker's own connections to other brokers. Off while `cert_file` is empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain this broker presents, its own certificate first (default empty:
+    /// TLS off). It also presents it to the brokers it connects to.
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1); required with it.
+    pub key_file: PathBuf,
+    /// PEM CA certificates that verify client certificates (with `client_auth = "required"`)
+    /// and the certificates of the brokers this one connects to. Required with
+    /// `client_auth = "required"` and in a cluster.
+    pub ca_file: PathBuf,
+    /// `none` (default): clients are not asked for a certificate. `required`: every
+    /// connection presents one signed by `ca_file` (mutual TLS), and its subject's common
+    /// name becomes the connection's principal, `User:<CN>`.
+    pub client_auth: ClientAuth,
+    /// Serve the HTTP listener (`/health`, `/ready`, `/metrics`) over TLS too, with the same
+    /// certificate and client authentication (default false: plain HTTP, so probes and
+    /// Prometheus need no certificate).
+    pub http: bool,
+    /// How often the three files are checked for a change, ms; a change reloads them for new
+    /// connections, and SIGHUP reloads them at once (default 10 000; 0 = only on SIGHUP;
+    /// 0..=3 600 000).
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            ca_file: PathBuf::new(),
+            client_auth: ClientAuth::None,
+            http: false,
+            reload_interval_ms: 10_000,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// TLS is on.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+
+    /// Checks that the settings go together (the files themselves are read at start).
+    fn validate(&self, in_cluster: bool) -> Result<(), BrokerConfigError> {
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        let reason = if set(&self.cert_file) != set(&self.key_file) {
+            "cert_file and key_file go together: set both (TLS on) or neither (TLS off)"
+        } else if !self.enabled() && set(&self.ca_file) {
+            "ca_file is set but cert_file is not: TLS needs this broker's certificate"
+        } else if !self.enabled() && self.client_auth == ClientAuth::Required {
+            "client_auth = \"required\" needs TLS: set cert_file, key_file and ca_file"
+        } else if !self.enabled() && self.http {
+            "http = true needs TLS: set cert_file and key_file"
+        } else if self.client_auth == ClientAuth::Required && !set(&self.ca_file) {
+            "client_auth = \"required\" needs ca_file, the CA that signs client certificates"
+        } else if self.enabled() && in_cluster && !set(&self.ca_file) {
+            "a cluster with TLS needs ca_file, the CA that verifies the other brokers' certificates"
+        } else {
+            return Ok(());
+        };
+        Err(BrokerConfigError::Tls {
+            reason: reason.to_string(),
+        })
+    }
+}
+
+/// Whether TLS clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    #[default]
+    None,
+    /// A client certificate signed by `tls.ca_file` is required (mutual TLS).
+    Required,
+}
+
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
@@ -391,6 +483,12 @@ pub enum BrokerConfigError {
         /// `log.max_batch_bytes`.
         max_batch_bytes: u32,
     },
+    /// TLS settings that do not go together.
+    #[error("[tls] {reason}")]
+    Tls {
+        /// What is missing or contradictory, naming the settings.
+        reason: String,
+    },
     /// `logging.level` is not a valid filter directive string.
     #[error("logging.level = {value:?} is not a valid filter: {source}")]
     LoggingLevel {
@@ -481,7 +579,7 @@ impl BrokerConfig {
         #[rustfmt::skip]
         let g = &self.groups;
         let c = &self.cluster;
-        let ranges: [(&'static str, i128, i128, i128); 20] = [
+        let ranges: [(&'static str, i128, i128, i128); 21] = [
             ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
             (
                 "server.max_request_bytes",
@@ -592,6 +690,12 @@ impl BrokerConfig {
                 1,
                 100,
             ),
+            (
+                "tls.reload_interval_ms",
+                self.tls.reload_interval_ms.into(),
+                0,
+                hour,
+            ),
         ];
         for (name, value, min, max) in ranges {
             check(name, value, min, max)?;
@@ -625,6 +729,7 @@ impl BrokerConfig {
                 max_batch_bytes: self.log.max_batch_bytes,
             });
         }
+        self.tls.validate(!voters.is_empty())?;
         if let Err(source) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(BrokerConfigError::LoggingLevel {
                 value: self.logging.level.clone(),
@@ -852,6 +957,14 @@ min_insync_replicas = 2
 leader_rebalance_interval_ms = 0
 offsets_replication_factor = 2
 
+[tls]
+cert_file = "/etc/brook/broker.pem"
+key_file = "/etc/brook/broker.key"
+ca_file = "/etc/brook/ca.pem"
+client_auth = "required"
+http = true
+reload_interval_ms = 0
+
 [logging]
 format = "json"
 level = "warn,brook_broker=debug"
@@ -900,6 +1013,14 @@ level = "warn,brook_broker=debug"
                 min_insync_replicas: 2,
                 leader_rebalance_interval_ms: 0,
                 offsets_replication_factor: 2,
+            },
+            tls: TlsConfig {
+                cert_file: PathBuf::from("/etc/brook/broker.pem"),
+                key_file: PathBuf::from("/etc/brook/broker.key"),
+                ca_file: PathBuf::from("/etc/brook/ca.pem"),
+                client_auth: ClientAuth::Required,
+                http: true,
+                reload_interval_ms: 0,
             },
             logging: LoggingConfig {
                 format: LogFormat::Json,
@@ -1110,6 +1231,10 @@ level = "warn,brook_broker=debug"
                 "cluster.offsets_replication_factor = 0 is out of range: must be between 1 and 100",
             ),
             (
+                |c| c.tls.reload_interval_ms = 3_600_001,
+                "tls.reload_interval_ms = 3600001 is out of range: must be between 0 and 3600000",
+            ),
+            (
                 |c| c.cluster.min_insync_replicas = 0,
                 "cluster.min_insync_replicas = 0 is out of range: must be between 1 and 100",
             ),
@@ -1317,6 +1442,82 @@ level = "warn,brook_broker=debug"
         config.server.listen = "127.0.0.1:7400".parse().unwrap();
         config.server.http_listen = "127.0.0.2:7400".parse().unwrap();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_settings_that_do_not_go_together_are_refused() {
+        let tls = |f: &dyn Fn(&mut TlsConfig)| {
+            let mut c = BrokerConfig::default();
+            f(&mut c.tls);
+            c
+        };
+        let reason = |c: BrokerConfig| match c.validate() {
+            Err(BrokerConfigError::Tls { reason }) => reason,
+            other => panic!("expected a [tls] error, got {other:?}"),
+        };
+        let on = |t: &mut TlsConfig| {
+            t.cert_file = "b.pem".into();
+            t.key_file = "b.key".into();
+        };
+        assert_eq!(
+            reason(tls(&|t| t.cert_file = "b.pem".into())),
+            "cert_file and key_file go together: set both (TLS on) or neither (TLS off)"
+        );
+        assert_eq!(
+            reason(tls(&|t| t.key_file = "b.key".into())),
+            "cert_file and key_file go together: set both (TLS on) or neither (TLS off)"
+        );
+        assert_eq!(
+            reason(tls(&|t| t.ca_file = "ca.pem".into())),
+            "ca_file is set but cert_file is not: TLS needs this broker's certificate"
+        );
+        assert_eq!(
+            reason(tls(&|t| t.http = true)),
+            "http = true needs TLS: set cert_file and key_file"
+        );
+        assert_eq!(
+            reason(tls(&|t| {
+                on(t);
+                t.client_auth = ClientAuth::Required;
+            })),
+            "client_auth = \"required\" needs ca_file, the CA that signs client certificates"
+        );
+        let mut cluster = tls(&on);
+        cluster.cluster.voters = "1@127.0.0.1:7400".into();
+        assert_eq!(
+            reason(cluster.clone()),
+            "a cluster with TLS needs ca_file, the CA that verifies the other brokers' certificates"
+        );
+        cluster.tls.ca_file = "ca.pem".into();
+        cluster.validate().unwrap();
+        tls(&on).validate().unwrap();
+        // The message names the section.
+        let err = tls(&|t| t.http = true).validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[tls] http = true needs TLS: set cert_file and key_file"
+        );
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_environment() {
+        let vars = env(&[
+            ("BROOK_TLS_CERT_FILE", "/b.pem"),
+            ("BROOK_TLS_KEY_FILE", "/b.key"),
+            ("BROOK_TLS_CA_FILE", "/ca.pem"),
+            ("BROOK_TLS_CLIENT_AUTH", "required"),
+        ]);
+        let config = BrokerConfig::load(None, vars).unwrap();
+        assert!(config.tls.enabled());
+        assert_eq!(config.tls.client_auth, ClientAuth::Required);
+        assert_eq!(config.tls.ca_file, PathBuf::from("/ca.pem"));
+        let err =
+            BrokerConfig::load(None, env(&[("BROOK_TLS_CLIENT_AUTH", "optional")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("environment variable BROOK_TLS_CLIENT_AUTH=\"optional\" is invalid"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,4 +25,5 @@ pub mod group;
 pub mod log;
 pub mod partition;
 pub mod replication;
+pub mod security;
 pub mod server;

@@ -7,7 +7,7 @@ use brook_proto::v1::broker_client::BrokerClient;
 use brook_proto::v1::groups_client::GroupsClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::ClientError;
+use crate::{ClientError, Security};
 
 /// The broker address used when none is given: the broker's default gRPC listener.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:7400";
@@ -38,6 +38,7 @@ pub const HTTP2_MAX_FRAME: u32 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Connection {
     addr: String,
+    security: Security,
     channel: Channel,
     broker: BrokerClient<Channel>,
     admin: AdminClient<Channel>,
@@ -51,12 +52,26 @@ impl Connection {
     /// Fails with [`ClientError::InvalidAddress`] for an address that cannot be parsed and
     /// [`ClientError::Connect`] when nothing answers.
     pub async fn connect(addr: &str) -> Result<Connection, ClientError> {
+        Connection::connect_with(addr, &Security::plaintext()).await
+    }
+
+    /// [`Connection::connect`] with TLS (and a client certificate) as `security` says. A TLS
+    /// handshake that fails (an unknown CA, an expired certificate, a broker that does not
+    /// speak TLS) is a [`ClientError::Connect`] whose source says why.
+    pub async fn connect_with(addr: &str, security: &Security) -> Result<Connection, ClientError> {
         let uri = endpoint_uri(addr)?;
-        let endpoint =
-            Endpoint::from_shared(uri.clone()).map_err(|err| ClientError::InvalidAddress {
-                addr: addr.to_owned(),
-                reason: format!("{uri} is not a valid URI: {}", error_chain(&err)),
-            })?;
+        let uri = match uri.strip_prefix("http://") {
+            Some(rest) => format!("{}://{rest}", security.scheme()),
+            None => uri,
+        };
+        let invalid = |err: tonic::transport::Error| ClientError::InvalidAddress {
+            addr: addr.to_owned(),
+            reason: format!("{uri} is not a valid URI: {}", error_chain(&err)),
+        };
+        let mut endpoint = Endpoint::from_shared(uri.clone()).map_err(invalid)?;
+        if let Some(tls) = security.client_tls_config() {
+            endpoint = endpoint.tls_config(tls).map_err(invalid)?;
+        }
         let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
@@ -69,7 +84,20 @@ impl Connection {
                 addr: addr.to_owned(),
                 source,
             })?;
-        Ok(Connection::from_channel(addr, channel))
+        let mut conn = Connection::from_channel(addr, channel);
+        conn.security = security.clone();
+        Ok(conn)
+    }
+
+    /// A connection to another broker at `addr`, with this one's security settings (for
+    /// brokers found in metadata).
+    pub async fn sibling(&self, addr: &str) -> Result<Connection, ClientError> {
+        Connection::connect_with(addr, &self.security).await
+    }
+
+    /// This connection's security settings.
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     /// Wraps an existing channel (for example one built by a test around an in-process
@@ -77,6 +105,7 @@ impl Connection {
     pub fn from_channel(addr: impl Into<String>, channel: Channel) -> Connection {
         Connection {
             addr: addr.into(),
+            security: Security::plaintext(),
             channel: channel.clone(),
             broker: BrokerClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -122,8 +151,8 @@ impl Connection {
 }
 
 /// Turns a user-given broker address into the URI tonic connects to: adds `http://` and the
-/// default port when missing, brackets a bare IPv6 address. Only plain-text `http` is
-/// supported.
+/// default port when missing, brackets a bare IPv6 address. The scheme is `http`; TLS is
+/// chosen by [`Security`], not by the address.
 pub fn endpoint_uri(addr: &str) -> Result<String, ClientError> {
     let invalid = |reason: &str| ClientError::InvalidAddress {
         addr: addr.to_owned(),
@@ -134,7 +163,7 @@ pub fn endpoint_uri(addr: &str) -> Result<String, ClientError> {
         Some(("http", rest)) => rest,
         Some((scheme, _)) => {
             return Err(invalid(&format!(
-                "unsupported scheme {scheme:?}: use host:port or http://host:port"
+                "unsupported scheme {scheme:?}: use host:port or http://host:port (TLS is set by the TLS options)"
             )));
         }
         None => trimmed,
@@ -226,7 +255,7 @@ mod tests {
         assert_eq!(
             endpoint_uri("https://b").unwrap_err().to_string(),
             "invalid broker address \"https://b\": unsupported scheme \"https\": use host:port \
-             or http://host:port"
+             or http://host:port (TLS is set by the TLS options)"
         );
     }
 

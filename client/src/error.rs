@@ -129,8 +129,9 @@ impl From<tonic::Status> for ClientError {
 
 /// A request cut off by its connection breaking: tonic reports a broker killed mid-request
 /// as `UNKNOWN` "transport error" and a connection the broker closed while stopping as
-/// `CANCELLED` "connection closed", each with the transport error as its source.
-fn is_broken_connection(status: &tonic::Status) -> bool {
+/// `CANCELLED` "connection closed", each with the transport error as its source. A failed
+/// TLS handshake (plain text against a TLS port) looks the same.
+pub(crate) fn is_broken_connection(status: &tonic::Status) -> bool {
     use std::error::Error;
     matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled)
         && status

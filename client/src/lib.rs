@@ -23,6 +23,7 @@ pub mod error;
 pub mod partitioner;
 mod produce_rpc;
 pub mod producer;
+pub mod security;
 
 pub use connection::Connection;
 pub use consumer::{
@@ -31,3 +32,4 @@ pub use consumer::{
 pub use error::ClientError;
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{Producer, ProducerConfig, ProducerError, ProducerRecord, RecordMetadata};
+pub use security::Security;

@@ -25,6 +25,33 @@ use fake_broker::FakeBroker;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
+/// A throw-away CA and a broker certificate for 127.0.0.1 it signed, as PEM files in `dir`:
+/// `(ca, cert, key)`.
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("broker.pem"),
+        dir.join("broker.key"),
+    );
+    std::fs::write(&paths.0, ca_pem).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
 /// A real broker serving on 127.0.0.1 with its data in a temporary directory.
 struct TestBroker {
     running: RunningBroker,
@@ -33,8 +60,11 @@ struct TestBroker {
 
 impl TestBroker {
     async fn start() -> TestBroker {
+        TestBroker::start_with(BrokerConfig::default()).await
+    }
+
+    async fn start_with(mut config: BrokerConfig) -> TestBroker {
         let data = tempfile::tempdir().unwrap();
-        let mut config = BrokerConfig::default();
         config.server.data_dir = data.path().to_path_buf();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.http_listen = "127.0.0.1:0".parse().unwrap();
@@ -869,7 +899,19 @@ fn binary_exits_2_on_usage_errors_before_connecting() {
     assert_eq!(
         stderr,
         "error: invalid broker address \"https://x\": unsupported scheme \"https\": use \
-         host:port or http://host:port\n"
+         host:port or http://host:port (TLS is set by the TLS options)\n"
+    );
+    let (code, _, stderr) = brook(&["--tls-cert", "c.pem", "topic", "list"], b"");
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: --tls-cert, --tls-key and --tls-server-name need --tls-ca\n"
+    );
+    let (code, _, stderr) = brook(&["--tls-ca", "/nonexistent/ca.pem", "topic", "list"], b"");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("error: TLS CA file /nonexistent/ca.pem: "),
+        "{stderr}"
     );
     let (code, _, _) = brook(&["frobnicate"], b"");
     assert_eq!(code, 2);
@@ -1079,4 +1121,46 @@ async fn consume_with_a_group_resumes_where_the_group_left_off() {
     for line in text.lines().filter(|l| l.starts_with("events\t")) {
         assert!(line.ends_with("\t0"), "no lag left: {line}");
     }
+}
+
+#[tokio::test]
+async fn tls_options_reach_a_tls_broker_and_plain_text_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path());
+    let mut config = BrokerConfig::default();
+    config.tls.cert_file = cert;
+    config.tls.key_file = key;
+    let broker = TestBroker::start_with(config).await;
+    let ca = ca.to_str().unwrap().to_string();
+    let tls = |rest: &[&str]| {
+        let mut args = vec![
+            "-b".to_string(),
+            broker.addr(),
+            "--tls-ca".into(),
+            ca.clone(),
+        ];
+        args.extend(rest.iter().map(|s| s.to_string()));
+        args
+    };
+    let (code, stdout, stderr) = brook_async(tls(&["topic", "create", "t"]), Vec::new()).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "created topic t with 1 partitions\n");
+    let (code, stdout, stderr) = brook_async(tls(&["produce", "t"]), b"one\ntwo\n".to_vec()).await;
+    assert_eq!((code, stdout.as_str()), (0, ""), "{stderr}");
+    let (code, stdout, stderr) = brook_async(
+        tls(&["consume", "t", "--from-beginning", "--max-messages", "2"]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "one\ntwo\n");
+    // Plain text against the TLS port: unreachable (exit 3), with the reason.
+    let (code, _, stderr) = brook_async(
+        vec!["-b".into(), broker.addr(), "topic".into(), "list".into()],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    broker.stop().await;
 }

@@ -10,7 +10,7 @@ use brook_client::consumer::{GroupConsumer, GroupMemberConfig, NoListener};
 use brook_client::error::check_code;
 use brook_client::{
     AutoOffsetReset, ClientError, Connection, ConsumerConfig, Producer, ProducerConfig,
-    ProducerRecord, TopicPartition,
+    ProducerRecord, Security, TopicPartition,
 };
 use brook_proto::v1::{
     CreateTopicsRequest, ErrorCode, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
@@ -30,13 +30,17 @@ fn client_err(operation: &'static str, err: &ClientError) -> ConnectError {
 }
 
 /// Connects to the Brook broker at `bootstrap` within `timeout`.
-pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Connection, ConnectError> {
+pub async fn connect(
+    bootstrap: &str,
+    security: &Security,
+    timeout: Duration,
+) -> Result<Connection, ConnectError> {
     let unreachable = |reason: String| ConnectError::Unreachable {
         side: Side::Brook,
         bootstrap: bootstrap.to_string(),
         reason,
     };
-    let conn = tokio::time::timeout(timeout, Connection::connect(bootstrap))
+    let conn = tokio::time::timeout(timeout, Connection::connect_with(bootstrap, security))
         .await
         .map_err(|_| unreachable(format!("no answer within {} ms", timeout.as_millis())))?
         .map_err(|err| unreachable(error_chain(&err)))?;

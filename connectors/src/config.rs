@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use brook_client::Security;
+
 use crate::ConfigError;
 
 const KIB: u64 = 1024;
@@ -58,13 +60,87 @@ impl Default for HttpConfig {
 pub struct BrookConfig {
     /// A Brook broker's gRPC address (default `127.0.0.1:7400`).
     pub bootstrap: String,
+    /// PEM CA certificates that sign the brokers' certificates; set, the connector speaks TLS
+    /// (default empty: plain text).
+    pub tls_ca_file: String,
+    /// PEM client certificate, for brokers that require one (with `tls_key_file`).
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
+    /// Name to check the brokers' certificates against instead of the host connected to.
+    pub tls_server_name: String,
 }
 
 impl Default for BrookConfig {
     fn default() -> Self {
         BrookConfig {
             bootstrap: "127.0.0.1:7400".into(),
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_server_name: String::new(),
         }
+    }
+}
+
+impl BrookConfig {
+    /// The connections' security settings: plain text, or TLS as the `tls_*` keys say.
+    /// Reads the files; an error names the key and the file.
+    pub fn security(&self) -> Result<Security, ConfigError> {
+        let invalid = |name: &str, value: &str, reason: String| ConfigError::Invalid {
+            name: name.into(),
+            value: value.into(),
+            reason,
+        };
+        let (ca, cert, key, name) = (
+            self.tls_ca_file.as_str(),
+            self.tls_cert_file.as_str(),
+            self.tls_key_file.as_str(),
+            self.tls_server_name.as_str(),
+        );
+        if ca.is_empty() {
+            if let Some((setting, value)) = [
+                ("brook.tls_cert_file", cert),
+                ("brook.tls_key_file", key),
+                ("brook.tls_server_name", name),
+            ]
+            .into_iter()
+            .find(|(_, v)| !v.is_empty())
+            {
+                return Err(invalid(setting, value, "needs brook.tls_ca_file".into()));
+            }
+            return Ok(Security::plaintext());
+        }
+        let mut security = Security::tls_from_files(Path::new(ca))
+            .map_err(|e| invalid("brook.tls_ca_file", ca, e.to_string()))?;
+        match (cert.is_empty(), key.is_empty()) {
+            (false, false) => {
+                security = security
+                    .with_client_certificate_files(Path::new(cert), Path::new(key))
+                    .map_err(|e| invalid("brook.tls_cert_file", cert, e.to_string()))?;
+            }
+            (true, true) => {}
+            (false, true) => {
+                return Err(invalid(
+                    "brook.tls_cert_file",
+                    cert,
+                    "needs brook.tls_key_file".into(),
+                ));
+            }
+            (true, false) => {
+                return Err(invalid(
+                    "brook.tls_key_file",
+                    key,
+                    "needs brook.tls_cert_file".into(),
+                ));
+            }
+        }
+        if !name.is_empty() {
+            security = security
+                .with_server_name(name)
+                .map_err(|e| invalid("brook.tls_server_name", name, e.to_string()))?;
+        }
+        Ok(security)
     }
 }
 
@@ -365,6 +441,7 @@ impl ConnectConfig {
         if self.kafka.bootstrap.trim().is_empty() {
             return Err(invalid("kafka.bootstrap", "", "must name a Kafka broker"));
         }
+        self.brook.security()?;
         for key in self.kafka.properties.keys() {
             if RESERVED_KAFKA_PROPERTIES.contains(&key.as_str()) {
                 return Err(invalid(
@@ -677,6 +754,35 @@ topics = ["orders"]
         );
         let ok = with("[kafka.properties]\n\"compression.type\" = \"lz4\"\n").unwrap();
         assert_eq!(ok.kafka.properties["compression.type"], "lz4");
+    }
+
+    #[test]
+    fn tls_keys_that_do_not_go_together_or_name_missing_files_are_refused() {
+        let refused = |brook: &str| with(&format!("[brook]\n{brook}")).unwrap_err().to_string();
+        assert_eq!(
+            refused("tls_cert_file = \"c.pem\"\ntls_key_file = \"c.key\""),
+            "brook.tls_cert_file = \"c.pem\": needs brook.tls_ca_file"
+        );
+        assert_eq!(
+            refused("tls_server_name = \"b\""),
+            "brook.tls_server_name = \"b\": needs brook.tls_ca_file"
+        );
+        let err = refused("tls_ca_file = \"/nonexistent/ca.pem\"");
+        assert!(
+            err.starts_with(
+                "brook.tls_ca_file = \"/nonexistent/ca.pem\": TLS CA file /nonexistent/ca.pem: "
+            ),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let ca = not_pem.to_str().unwrap();
+        assert_eq!(
+            refused(&format!("tls_ca_file = \"{ca}\"")),
+            format!("brook.tls_ca_file = \"{ca}\": TLS CA file {ca}: holds no CERTIFICATE block")
+        );
+        assert!(!with("").unwrap().brook.security().unwrap().is_tls());
     }
 
     #[test]

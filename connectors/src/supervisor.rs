@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::brook_side::{self, BrookReader, BrookWriter};
 use crate::config::{ConnectConfig, Direction, PipelineConfig};
-use crate::error::ConnectError;
+use crate::error::{ConnectError, Side};
 use crate::kafka_side::{KafkaReader, KafkaWriter};
 use crate::metrics::PipelineMetrics;
 use crate::pipeline;
@@ -142,7 +142,19 @@ async fn run_once(
 ) -> Result<(), ConnectError> {
     let connect_timeout = Duration::from_millis(config.timeouts.startup_ms);
     let drain = Duration::from_millis(config.timeouts.shutdown_ms);
-    let conn = brook_side::connect(&config.brook.bootstrap, connect_timeout).await?;
+    let conn = brook_side::connect(
+        &config.brook.bootstrap,
+        &config
+            .brook
+            .security()
+            .map_err(|e| ConnectError::Unreachable {
+                side: Side::Brook,
+                bootstrap: config.brook.bootstrap.clone(),
+                reason: e.to_string(),
+            })?,
+        connect_timeout,
+    )
+    .await?;
     match pipeline.direction {
         Direction::KafkaToBrook => {
             let reader = KafkaReader::new(&config.kafka, pipeline)?;

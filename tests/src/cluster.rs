@@ -11,11 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use brook_client::Connection;
-use brook_proto::Batches;
-use brook_proto::v1::{
-    ErrorCode, FetchPartition, FetchRequest, FetchTopic, MetadataRequest, MetadataResponse,
-};
+use brook_client::{Connection, Security};
+use brook_proto::v1::{MetadataRequest, MetadataResponse};
 use tempfile::TempDir;
 
 use crate::proxy::Proxies;
@@ -77,6 +74,10 @@ pub struct Cluster {
     env: Vec<(String, String)>,
     /// With [`Cluster::start_with_proxies`]: the links brokers reach each other through.
     proxies: Option<Proxies>,
+    /// Extra environment of single brokers (node id, variable, value), after `env`.
+    node_env: Vec<(i32, String, String)>,
+    /// How [`Cluster::connect`] and the helpers built on it reach the brokers.
+    pub security: Security,
 }
 
 impl Cluster {
@@ -98,7 +99,35 @@ impl Cluster {
         Cluster::start_inner(bin, n, env, false)
     }
 
+    /// [`Cluster::start`] with extra environment for single brokers (`(node id, variable,
+    /// value)`, for example each broker's own certificate), and the client settings
+    /// `security` for [`Cluster::connect`].
+    pub fn start_configured(
+        n: usize,
+        env: &[(&str, &str)],
+        node_env: &[(i32, &str, &str)],
+        security: Security,
+    ) -> Cluster {
+        let mut cluster = Cluster::prepare(&broker_binary(), n, env, false);
+        cluster.node_env = (node_env.iter())
+            .map(|(id, k, v)| (*id, k.to_string(), v.to_string()))
+            .collect();
+        cluster.security = security;
+        for id in 1..=n as i32 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
     fn start_inner(bin: &Path, n: usize, env: &[(&str, &str)], proxied: bool) -> Cluster {
+        let mut cluster = Cluster::prepare(bin, n, env, proxied);
+        for id in 1..=n as i32 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    fn prepare(bin: &Path, n: usize, env: &[(&str, &str)], proxied: bool) -> Cluster {
         let nodes: Vec<Node> = (1..=n as i32)
             .map(|id| Node {
                 id,
@@ -114,7 +143,7 @@ impl Cluster {
             .join(",");
         let proxies = proxied
             .then(|| Proxies::start(&(nodes.iter()).map(|n| (n.id, n.grpc.clone())).collect()));
-        let mut cluster = Cluster {
+        Cluster {
             proxies,
             bin: bin.to_path_buf(),
             nodes,
@@ -122,11 +151,9 @@ impl Cluster {
             env: (env.iter())
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        for id in 1..=n as i32 {
-            cluster.start_node(id);
+            node_env: Vec::new(),
+            security: Security::plaintext(),
         }
-        cluster
     }
 
     /// The node with id `id`.
@@ -168,7 +195,12 @@ impl Cluster {
     /// Starts (or restarts, on the same directory and ports) broker `id`.
     pub fn start_node(&mut self, id: i32) {
         let voters = self.seeds(id);
-        let env = self.env.clone();
+        let mut env = self.env.clone();
+        env.extend(
+            (self.node_env.iter())
+                .filter(|(node, _, _)| *node == id)
+                .map(|(_, k, v)| (k.clone(), v.clone())),
+        );
         let node = &mut self.nodes[(id - 1) as usize];
         assert!(node.child.is_none(), "broker {id} already runs");
         let mut cmd = Command::new(&self.bin);
@@ -222,14 +254,14 @@ impl Cluster {
 
     /// A connection to broker `id`.
     pub async fn connect(&self, id: i32) -> Connection {
-        Connection::connect(&self.node(id).grpc)
+        Connection::connect_with(&self.node(id).grpc, &self.security)
             .await
             .unwrap_or_else(|e| panic!("connect to broker {id}: {e}"))
     }
 
     /// Broker `id`'s Metadata answer for every topic.
     pub async fn metadata(&self, id: i32) -> anyhow::Result<MetadataResponse> {
-        let conn = Connection::connect(&self.node(id).grpc).await?;
+        let conn = Connection::connect_with(&self.node(id).grpc, &self.security).await?;
         Ok(conn
             .broker()
             .metadata(MetadataRequest { topics: Vec::new() })
@@ -258,47 +290,9 @@ impl Cluster {
         start: i64,
     ) -> Result<(Vec<(i64, String)>, i64), String> {
         let conn = self.connect(id).await;
-        let mut out: Vec<(i64, String)> = Vec::new();
-        loop {
-            let response = conn
-                .broker()
-                .fetch(FetchRequest {
-                    max_wait_ms: 0,
-                    min_bytes: 0,
-                    max_bytes: 0,
-                    replica_id: None,
-                    topics: vec![FetchTopic {
-                        topic: topic.into(),
-                        partitions: vec![FetchPartition {
-                            partition,
-                            fetch_offset: out.last().map_or(start, |(o, _)| o + 1),
-                            partition_max_bytes: 0,
-                            current_leader_epoch: None,
-                        }],
-                    }],
-                })
-                .await
-                .map_err(|e| format!("fetch {topic}-{partition} from broker {id}: {e}"))?
-                .into_inner();
-            let answer = &response.topics[0].partitions[0];
-            if answer.error_code != ErrorCode::None as i32 {
-                return Err(format!(
-                    "broker {id}, {topic}-{partition}: {:?} {}",
-                    answer.error_code(),
-                    answer.error_message
-                ));
-            }
-            if answer.records.is_empty() {
-                return Ok((out, answer.high_watermark));
-            }
-            for batch in Batches::new(answer.records.clone(), usize::MAX) {
-                for record in batch.expect("a valid batch").records().expect("records") {
-                    let record = record.expect("a valid record");
-                    let value = record.value.as_deref().expect("a value");
-                    out.push((record.offset, String::from_utf8_lossy(value).into_owned()));
-                }
-            }
-        }
+        crate::read_partition(&conn, topic, partition, start)
+            .await
+            .map_err(|e| format!("broker {id}: {e}"))
     }
 
     /// Broker `id`'s `/metrics` text.

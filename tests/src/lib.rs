@@ -9,9 +9,15 @@
 //!
 //! - [`cluster`]: real `brook-broker` processes forming a cluster on loopback ports, to start,
 //!   SIGKILL, stop and restart (tests/cluster.rs).
+//! - [`pki`]: throw-away CAs and certificates for the TLS tests (tests/security.rs).
+
+use brook_client::Connection;
+use brook_proto::Batches;
+use brook_proto::v1::{ErrorCode, FetchPartition, FetchRequest, FetchTopic};
 
 pub mod cluster;
 pub mod kafka;
+pub mod pki;
 pub mod proxy;
 
 /// The line `log-appender` prints for each acknowledged batch:
@@ -37,5 +43,57 @@ pub fn crash_test_config() -> brook_broker::log::LogConfig {
         segment_bytes: 64 * 1024,
         index_interval_bytes: 1024,
         ..Default::default()
+    }
+}
+
+/// `(offset, value)` of every record of `topic`-`partition` from offset `start` up to the high
+/// watermark, read over `conn` (whose broker must lead the partition), and that high
+/// watermark; an error names the refusal (the broker does not lead the partition, for one).
+pub async fn read_partition(
+    conn: &Connection,
+    topic: &str,
+    partition: u32,
+    start: i64,
+) -> Result<(Vec<(i64, String)>, i64), String> {
+    let mut out: Vec<(i64, String)> = Vec::new();
+    loop {
+        let response = conn
+            .broker()
+            .fetch(FetchRequest {
+                max_wait_ms: 0,
+                min_bytes: 0,
+                max_bytes: 0,
+                replica_id: None,
+                topics: vec![FetchTopic {
+                    topic: topic.into(),
+                    partitions: vec![FetchPartition {
+                        partition,
+                        fetch_offset: out.last().map_or(start, |(o, _)| o + 1),
+                        partition_max_bytes: 0,
+                        current_leader_epoch: None,
+                    }],
+                }],
+            })
+            .await
+            .map_err(|e| format!("fetch {topic}-{partition}: {e}"))?
+            .into_inner();
+        let answer = &response.topics[0].partitions[0];
+        if answer.error_code != ErrorCode::None as i32 {
+            return Err(format!(
+                "{topic}-{partition}: {:?} {}",
+                answer.error_code(),
+                answer.error_message
+            ));
+        }
+        if answer.records.is_empty() {
+            return Ok((out, answer.high_watermark));
+        }
+        for batch in Batches::new(answer.records.clone(), usize::MAX) {
+            for record in batch.expect("a valid batch").records().expect("records") {
+                let record = record.expect("a valid record");
+                let value = record.value.as_deref().expect("a value");
+                out.push((record.offset, String::from_utf8_lossy(value).into_owned()));
+            }
+        }
     }
 }

@@ -160,6 +160,28 @@ enum Cmd {
         #[arg(long)]
         connect_bin: Option<std::path::PathBuf>,
     },
+    /// What TLS costs: produce-max and consume against one broker in plain text and with
+    /// mutual TLS, alternating, medians and the ratio.
+    Tls {
+        /// Where report.md goes.
+        #[arg(long, default_value = "target/bench-tls")]
+        out: std::path::PathBuf,
+        /// Measured seconds per workload.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Warm-up seconds per workload.
+        #[arg(long, default_value_t = 3)]
+        warmup_secs: u64,
+        /// Messages of the consume workload.
+        #[arg(long, default_value_t = 3_000_000)]
+        consume_messages: u64,
+        /// Rounds (each runs plain text, then TLS).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+        repeat: u64,
+        /// The brook-broker binary (default: next to this one).
+        #[arg(long)]
+        broker_bin: Option<std::path::PathBuf>,
+    },
     /// gRPC produce/fetch throughput and produce latency beside the storage engine.
     Grpc {
         /// Records per batch.
@@ -238,6 +260,40 @@ fn main() {
                 println!("| samples | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|");
                 println!("| {} | {} | {} | {} | {} |", h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.value_at_quantile(0.999), h.max());
             });
+        }
+        Cmd::Tls {
+            out,
+            duration_secs,
+            warmup_secs,
+            consume_messages,
+            repeat,
+            broker_bin,
+        } => {
+            let mut o = brook_bench::tls::TlsOptions {
+                duration: Duration::from_secs(duration_secs),
+                warmup: Duration::from_secs(warmup_secs),
+                consume_messages,
+                repeat: repeat as usize,
+                ..Default::default()
+            };
+            if let Some(bin) = broker_bin {
+                o.broker_bin = bin;
+            }
+            let report = runtime.block_on(brook_bench::tls::run(&o)).and_then(|md| {
+                std::fs::create_dir_all(&out)?;
+                std::fs::write(out.join("report.md"), &md)?;
+                Ok(md)
+            });
+            match report {
+                Ok(md) => {
+                    println!("{md}");
+                    println!("report written to {}", out.join("report.md").display());
+                }
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    std::process::exit(1);
+                }
+            }
         }
         Cmd::Compare {
             out,

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use brook_client::Connection;
 use brook_client::producer::{Producer, ProducerConfig, ProducerRecord};
+use brook_client::{Connection, Security};
 use brook_proto::v1::{CreateTopicsRequest, ErrorCode, NewTopic};
 use brook_tests::cluster::Cluster;
 use brook_tests::kafka::KafkaCluster;
@@ -308,6 +308,7 @@ pub async fn run(o: &ClusterOptions) -> anyhow::Result<String> {
         let broker = BrookProcess::start(&o.broker_bin, scratch.path(), Durability::NoFsync)?;
         let target = Target::Brook {
             addr: broker.addr.clone(),
+            security: Security::plaintext(),
         };
         let addr = broker.addr.clone();
         rows.extend(
@@ -334,7 +335,10 @@ pub async fn run(o: &ClusterOptions) -> anyhow::Result<String> {
             .map(|i| cluster.node(i).grpc.clone())
             .collect::<Vec<_>>()
             .join(",");
-        let target = Target::Brook { addr };
+        let target = Target::Brook {
+            addr,
+            security: Security::plaintext(),
+        };
         let pids: Vec<u32> = (1..=3).filter_map(|i| cluster.pid(i)).collect();
         let first = cluster.node(1).grpc.clone();
         rows.extend(

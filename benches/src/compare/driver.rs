@@ -10,7 +10,7 @@ use brook_client::consumer::{GroupConsumer, GroupMemberConfig, NoListener};
 use brook_client::producer::Acks;
 use brook_client::{
     AutoOffsetReset, Connection, Consumer, ConsumerConfig, Producer, ProducerConfig,
-    ProducerRecord, TopicPartition,
+    ProducerRecord, Security, TopicPartition,
 };
 use brook_proto::Compression;
 use brook_proto::v1::{CreateTopicsRequest, ErrorCode, NewTopic};
@@ -68,6 +68,8 @@ pub enum Target {
     Brook {
         /// `host:port[,host:port...]`.
         addr: String,
+        /// Plain text or TLS.
+        security: Security,
     },
     /// Kafka brokers.
     Kafka {
@@ -114,8 +116,9 @@ impl Target {
     /// Creates `topic` with `partitions` partitions (the broker's default replication).
     pub async fn create_topic(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
         match self {
-            Target::Brook { addr } => {
-                let conn = Connection::connect(Target::brook_bootstrap(addr)).await?;
+            Target::Brook { addr, security } => {
+                let conn =
+                    Connection::connect_with(Target::brook_bootstrap(addr), security).await?;
                 let res = conn
                     .admin()
                     .create_topics(CreateTopicsRequest {
@@ -169,7 +172,7 @@ impl Target {
     /// A producer with `settings`.
     pub async fn producer(&self, settings: &ProducerSettings) -> anyhow::Result<AnyProducer> {
         match self {
-            Target::Brook { addr } => {
+            Target::Brook { addr, security } => {
                 let acks = settings.brook_acks()?;
                 let config = ProducerConfig {
                     acks,
@@ -180,7 +183,10 @@ impl Target {
                     buffer_bytes: 64 << 20,
                     ..ProducerConfig::default()
                 };
-                let producer = Producer::connect(Target::brook_bootstrap(addr), config)
+                let conn = Connection::connect_with(Target::brook_bootstrap(addr), security)
+                    .await
+                    .context("Brook producer")?;
+                let producer = Producer::new(conn, config)
                     .await
                     .context("Brook producer")?;
                 Ok(AnyProducer::Brook(producer))
@@ -220,8 +226,9 @@ impl Target {
         group: Option<&str>,
     ) -> anyhow::Result<AnyConsumer> {
         match self {
-            Target::Brook { addr } => {
-                let conn = Connection::connect(Target::brook_bootstrap(addr)).await?;
+            Target::Brook { addr, security } => {
+                let conn =
+                    Connection::connect_with(Target::brook_bootstrap(addr), security).await?;
                 let config = ConsumerConfig::builder()
                     .bootstrap(conn.addr())
                     .auto_offset_reset(AutoOffsetReset::Earliest)

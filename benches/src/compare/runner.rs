@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use brook_client::Security;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::driver::{ProducerSettings, Target};
@@ -156,7 +157,9 @@ fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
     }
 }
 
-async fn run_case(
+/// Runs workload `w` once on a fresh topic of `target` (whose broker is process `pid`) and
+/// measures it.
+pub async fn run_case(
     target: &Target,
     pid: u32,
     w: &Workload,
@@ -317,6 +320,7 @@ async fn start_system(
         let brook = BrookProcess::start(&o.broker_bin, scratch, durability)?;
         let target = Target::Brook {
             addr: brook.addr.clone(),
+            security: Security::plaintext(),
         };
         Ok((target, brook.pid(), Running::Brook(brook)))
     } else {

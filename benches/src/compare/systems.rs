@@ -60,6 +60,16 @@ impl BrookProcess {
     /// Starts `bin` on free loopback ports with a fresh data directory under `parent` and the
     /// durability class's flush policy.
     pub fn start(bin: &Path, parent: &Path, durability: Durability) -> anyhow::Result<Self> {
+        BrookProcess::start_with(bin, parent, durability, &[])
+    }
+
+    /// [`BrookProcess::start`] with extra environment (`BROOK_TLS_*`, for one).
+    pub fn start_with(
+        bin: &Path,
+        parent: &Path,
+        durability: Durability,
+        env: &[(&str, &Path)],
+    ) -> anyhow::Result<Self> {
         let data = tempfile::tempdir_in(parent)?;
         let mut child = Command::new(bin)
             .arg("--data-dir")
@@ -67,6 +77,7 @@ impl BrookProcess {
             .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .env("BROOK_LOG_FLUSH", durability.brook_flush())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("running {}", bin.display()))?;

@@ -29,12 +29,13 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, RaftMetrics, ServerState};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::metadata::{ClusterMetadata, Command, LeaderChange, Refused};
 use super::network::{Network, QuorumService};
 use super::raft_store::{LogStore, MachineState, StateMachine, TypeConfig};
 use crate::replication::NodeId;
+use crate::security::{Tls, peer_endpoint};
 
 /// Where and how one voter runs.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub struct ControllerConfig {
     pub election_timeout_ms: (u64, u64),
     /// A broker not heard from for this long is fenced.
     pub session_timeout: Duration,
+    /// TLS towards the other voters; `None`: plain text.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl ControllerConfig {
@@ -63,6 +66,7 @@ impl ControllerConfig {
             heartbeat_ms: 200,
             election_timeout_ms: (1000, 2000),
             session_timeout: Duration::from_secs(3),
+            tls: None,
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct Controller {
     raft: Raft<TypeConfig>,
     state: Arc<RwLock<MachineState>>,
     liveness: Arc<Mutex<Liveness>>,
+    /// TLS towards the other voters; `None`: plain text.
+    tls: Option<Arc<Tls>>,
     /// Clients of the other voters, by node id (for forwarding to the controller).
     peers: Arc<Mutex<HashMap<u64, ControllerQuorumClient<Channel>>>>,
     /// The log index this voter knew committed when it started (see [`Controller::caught_up`]).
@@ -151,6 +157,7 @@ impl Controller {
         let network = Network {
             id: config.node_id,
             voters: Arc::new(config.voters.clone()),
+            tls: config.tls.clone(),
         };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, machine)
             .await
@@ -176,6 +183,7 @@ impl Controller {
             raft,
             state,
             liveness: Arc::default(),
+            tls: config.tls,
             peers: Arc::default(),
             committed_at_start,
         })
@@ -382,7 +390,7 @@ impl Controller {
             .voters
             .get(&node)
             .ok_or_else(|| ControllerError::Unreachable(format!("node {node} is not a voter")))?;
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = peer_endpoint(address, self.tls.as_deref())
             .map_err(|e| ControllerError::Unreachable(format!("{address}: {e}")))?;
         let client = ControllerQuorumClient::new(
             endpoint

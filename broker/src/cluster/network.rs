@@ -25,12 +25,13 @@ use openraft::raft::{
 use openraft::{BasicNode, RPCTypes, Raft};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::controller::{Controller, ControllerError};
 use super::metadata::{Command, LeaderChange, Refused};
 use super::raft_store::TypeConfig;
+use crate::security::{Tls, peer_endpoint};
 
 /// How long a peer connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,6 +51,8 @@ pub struct Network {
     /// the addresses in the replicated membership (brokers may see each other at different
     /// addresses, through NAT or a proxy).
     pub voters: Arc<BTreeMap<u64, String>>,
+    /// TLS towards the other voters; `None`: plain text.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -57,7 +60,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
         let addr = self.voters.get(&target).unwrap_or(&node.addr);
-        let client = Endpoint::from_shared(format!("http://{addr}"))
+        let client = peer_endpoint(addr, self.tls.as_deref())
             .map(|e| {
                 let channel = e
                     .connect_timeout(CONNECT_TIMEOUT)

@@ -27,6 +27,7 @@ use crate::group::{OFFSETS_TOPIC, OffsetStore};
 use crate::log::topic_config::{TopicConfigError, replication_settings};
 use crate::partition::{AdminError, IsrProposal, Partition, Registry, is_internal};
 use crate::replication::{NodeId, ReplicationConfig};
+use crate::security::Tls;
 use crate::server::BrokerContext;
 use crate::server::replica_fetcher::{self, FetchTarget};
 
@@ -53,6 +54,8 @@ pub struct ClusterRole {
     leader_rebalance: Option<Duration>,
     /// Stops the heartbeats (graceful shutdown sends a last one itself).
     heartbeats: CancellationToken,
+    /// TLS towards the other brokers; `None`: plain text.
+    tls: Option<Arc<Tls>>,
 }
 
 impl std::fmt::Debug for ClusterRole {
@@ -66,7 +69,10 @@ impl std::fmt::Debug for ClusterRole {
 
 impl ClusterRole {
     /// Starts this broker's voter when `cluster.voters` is set; `None` for a single broker.
-    pub async fn start(config: &BrokerConfig) -> Result<Option<ClusterRole>, ControllerError> {
+    pub async fn start(
+        config: &BrokerConfig,
+        tls: Option<Arc<Tls>>,
+    ) -> Result<Option<ClusterRole>, ControllerError> {
         let voters =
             (config.cluster.voters()).map_err(|e| ControllerError::Config(e.to_string()))?;
         if voters.is_empty() {
@@ -87,6 +93,7 @@ impl ClusterRole {
             config.server.data_dir.join(CONTROLLER_DIR),
         );
         controller_config.session_timeout = session_timeout;
+        controller_config.tls = tls.clone();
         let controller = Controller::start(controller_config).await?;
         Ok(Some(ClusterRole {
             controller,
@@ -106,6 +113,7 @@ impl ClusterRole {
                 ms => Some(Duration::from_millis(ms)),
             },
             heartbeats: CancellationToken::new(),
+            tls,
         }))
     }
 
@@ -347,6 +355,7 @@ impl ClusterRole {
                             leader: (leader, address),
                             epoch: state.leader_epoch,
                             fresh,
+                            tls: self.tls.clone(),
                         };
                         tokio::spawn(replica_fetcher::run(partition, target, stop));
                     }

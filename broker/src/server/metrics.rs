@@ -9,6 +9,9 @@
 //! | `brook_log_end_offset`, `brook_log_start_offset`, `brook_log_size_bytes` | gauge | topic, partition |
 //! | `brook_connections` | gauge | |
 //! | `brook_connections_rejected_total` | counter | |
+//! | `brook_http_connections`, `brook_http_connections_rejected_total` | gauge, counter | |
+//! | `brook_tls_handshake_failures_total` | counter | listener (`grpc`, `http`) |
+//! | `brook_tls_reloads_total`, `brook_tls_reload_failures_total` | counter | |
 //! | `brook_cluster_is_controller`, `brook_cluster_live_brokers`, `brook_cluster_fenced_brokers` | gauge | |
 //! | `brook_cluster_offline_partitions` | gauge | |
 //! | `brook_under_replicated_partitions`, `brook_leader_partitions` | gauge | |
@@ -119,5 +122,22 @@ fn describe() {
     describe_counter!(
         "brook_connections_rejected_total",
         "Connections closed because max_connections was reached"
+    );
+    describe_gauge!("brook_http_connections", "Open HTTP connections");
+    describe_counter!(
+        "brook_http_connections_rejected_total",
+        "HTTP connections closed because max_connections was reached"
+    );
+    describe_counter!(
+        "brook_tls_handshake_failures_total",
+        "Connections closed because their TLS handshake failed or timed out"
+    );
+    describe_counter!(
+        "brook_tls_reloads_total",
+        "Times the TLS certificate, key and CA files were reloaded"
+    );
+    describe_counter!(
+        "brook_tls_reload_failures_total",
+        "TLS reloads that failed and kept the previous files"
     );
 }

@@ -36,6 +36,8 @@ use crate::config::{BrokerConfig, BrokerConfigError};
 use crate::group::{Coordinator, GroupConfig, OffsetStoreError};
 use crate::log::LogError;
 use crate::partition::{ProducerIds, Registry, RegistryError};
+use crate::security::tls::Listener;
+use crate::security::{self, Tls, TlsError};
 use brook_proto::v1::groups_server::GroupsServer;
 use cluster::ClusterRole;
 use grpc::{AdminService, BrokerService, GroupsService};
@@ -68,6 +70,8 @@ pub struct BrokerContext {
     pub metrics: PrometheusHandle,
     /// This broker's part in a cluster; `None` for a single broker.
     pub cluster: Option<Arc<ClusterRole>>,
+    /// TLS material; `None` when `[tls]` is off.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Why the broker could not start or stopped with an error.
@@ -90,6 +94,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS files could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -173,7 +180,8 @@ pub async fn start(
     let alone = config.cluster.voters()?.is_empty();
     let commit_timeout = Duration::from_millis(config.server.produce_timeout_ms);
     let coordinator = Coordinator::open(&registry, group_config, commit_timeout, alone).await?;
-    let cluster = match ClusterRole::start(&config).await? {
+    let tls = Tls::load(&config.tls)?.map(Arc::new);
+    let cluster = match ClusterRole::start(&config, tls.clone()).await? {
         Some(role) => {
             let topics = cluster::standalone_topics(&registry);
             if !topics.is_empty() {
@@ -210,9 +218,10 @@ pub async fn start(
         ready: AtomicBool::new(false),
         metrics: metrics::prometheus(),
         cluster,
+        tls,
     });
     let task = tokio::spawn(serve(ctx.clone(), grpc_listener, http_listener));
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, cluster_id = ctx.registry.cluster_id(), "broker started");
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, cluster_id = ctx.registry.cluster_id(), tls = ctx.tls.is_some(), "broker started");
     Ok(RunningBroker {
         grpc_addr,
         http_addr,
@@ -228,6 +237,26 @@ async fn serve(
 ) -> Result<(), ServerError> {
     let server = &ctx.config.server;
     let shutdown = ctx.shutdown.clone();
+    let http_addr = (http_listener.local_addr()).map_err(ServerError::Http)?;
+    let grpc_conns = incoming::accept(
+        grpc_listener,
+        Listener::Grpc,
+        server.max_connections,
+        ctx.tls.clone(),
+    );
+    let http_tls = ctx.tls.clone().filter(|_| ctx.config.tls.http);
+    let http_conns = incoming::accept(
+        http_listener,
+        Listener::Http,
+        server.max_connections,
+        http_tls,
+    );
+    let reload = ctx.tls.clone().map(|tls| {
+        let every = Duration::from_millis(ctx.config.tls.reload_interval_ms);
+        // Caught before the broker reports ready, so a SIGHUP from then on reloads.
+        let hangups = security::hangups();
+        tokio::spawn(security::reload_loop(tls, every, hangups, shutdown.clone()))
+    });
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<BrokerServer<BrokerService>>().await;
     health.set_serving::<AdminServer<AdminService>>().await;
@@ -253,12 +282,15 @@ async fn serve(
             (ctx.cluster.as_ref()).map(|c| c.controller().service().into_server()),
         )
         .serve_with_incoming_shutdown(
-            incoming::limited(grpc_listener, server.max_connections),
+            incoming::stream(grpc_conns),
             shutdown.clone().cancelled_owned(),
         );
-    let http = axum::serve(http_listener, http::router(ctx.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let http = axum::serve(
+        incoming::HttpListener::new(http_conns, http_addr),
+        http::router(ctx.clone()),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .into_future();
     let retention = tokio::spawn(retention_loop(ctx.clone()));
     let expiry = tokio::spawn(group_expiry_loop(ctx.clone()));
     let cluster_tasks = (ctx.cluster.as_ref()).map_or_else(Vec::new, |c| c.spawn(ctx.clone()));
@@ -286,6 +318,9 @@ async fn serve(
         .await;
     retention.abort();
     expiry.abort();
+    if let Some(reload) = reload {
+        reload.abort();
+    }
     for task in cluster_tasks {
         task.abort();
     }

@@ -12,11 +12,12 @@ use brook_proto::v1::{
 };
 use brook_proto::{LeaderEpoch, Offset};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::partition::Partition;
 use crate::replication::follower::{first_question, resolve};
 use crate::replication::{Divergence, EpochEnd, NodeId};
+use crate::security::{Tls, peer_endpoint};
 
 /// How long the leader holds a replica fetch when it has nothing new.
 const FETCH_WAIT_MS: u32 = 500;
@@ -38,11 +39,13 @@ pub struct FetchTarget {
     /// Empty the local log before fetching: this broker is a new replica (a reassignment
     /// adds it), and whatever its log holds is from an earlier time it held one.
     pub fresh: bool,
+    /// TLS towards the leader; `None`: plain text.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Runs until `stop` is cancelled.
 pub async fn run(partition: Arc<Partition>, target: FetchTarget, stop: CancellationToken) {
-    let client = match Endpoint::from_shared(format!("http://{}", target.leader.1)) {
+    let client = match peer_endpoint(&target.leader.1, target.tls.as_deref()) {
         Ok(e) => BrokerClient::new(
             e.connect_timeout(Duration::from_secs(2))
                 .tcp_nodelay(true)

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use brook_proto::v1::Acks;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::ClientError;
 use crate::connection::DEFAULT_BOOTSTRAP;
+use crate::{ClientError, Security};
 
 /// Exit codes and output conventions, shown at the end of `brook --help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -52,9 +53,63 @@ pub struct Cli {
     )]
     pub bootstrap: String,
 
+    /// TLS to the brokers.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// TLS options shared by the tools (`brook`, `brook-bench`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Connect with TLS, trusting brokers whose certificate chains to a CA in this PEM file
+    #[arg(long, global = true, env = "BROOK_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for brokers that require one; needs --tls-ca and --tls-key
+    #[arg(long, global = true, env = "BROOK_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, global = true, env = "BROOK_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Name to check the brokers' certificates against, instead of the host connected to
+    #[arg(
+        long,
+        global = true,
+        env = "BROOK_TLS_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    pub tls_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// The connections' security settings; refuses options that need others.
+    pub fn security(&self) -> Result<Security, ClientError> {
+        let Some(ca) = &self.tls_ca else {
+            return match (&self.tls_cert, &self.tls_key, &self.tls_server_name) {
+                (None, None, None) => Ok(Security::plaintext()),
+                _ => Err(ClientError::InvalidArgument(
+                    "--tls-cert, --tls-key and --tls-server-name need --tls-ca".into(),
+                )),
+            };
+        };
+        let mut security = Security::tls_from_files(ca)?;
+        security = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => security.with_client_certificate_files(cert, key)?,
+            (None, None) => security,
+            _ => {
+                return Err(ClientError::InvalidArgument(
+                    "--tls-cert and --tls-key go together".into(),
+                ));
+            }
+        };
+        if let Some(name) = &self.tls_server_name {
+            security = security.with_server_name(name.clone())?;
+        }
+        Ok(security)
+    }
 }
 
 /// The top-level subcommands.

@@ -35,7 +35,10 @@ impl Exit {
     pub fn for_error(err: &ClientError) -> Exit {
         match err {
             ClientError::Connect { .. } => Exit::Unreachable,
-            ClientError::Rpc(status) if status.code() == tonic::Code::Unavailable => {
+            ClientError::Rpc(status)
+                if status.code() == tonic::Code::Unavailable
+                    || crate::error::is_broken_connection(status) =>
+            {
                 Exit::Unreachable
             }
             ClientError::InvalidAddress { .. } | ClientError::InvalidArgument(_) => Exit::Usage,

@@ -35,7 +35,7 @@ pub async fn list_groups(conn: &Connection, out: &mut impl Write) -> Result<usiz
             .into_inner());
     } else {
         for b in brokers {
-            let broker = Connection::connect(&b.address).await?;
+            let broker = conn.sibling(&b.address).await?;
             ask(broker
                 .groups()
                 .list_groups(ListGroupsRequest {})

@@ -143,7 +143,7 @@ impl Router {
         let conn = if same_as_bootstrap {
             self.bootstrap.clone()
         } else {
-            Connection::connect(addr).await?
+            self.bootstrap.sibling(addr).await?
         };
         self.connections.insert(node, conn.clone());
         Ok(conn)

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use brook_proto::v1::BrokerInfo;
 
 use crate::connection::endpoint_uri;
-use crate::{ClientError, Connection};
+use crate::{ClientError, Connection, Security};
 
 /// Node ids to addresses and connections.
 #[derive(Debug)]
@@ -31,6 +31,8 @@ pub(crate) enum Target {
         node: i32,
         /// Its advertised address.
         addr: String,
+        /// The bootstrap connection's TLS settings.
+        security: Security,
     },
 }
 
@@ -40,8 +42,12 @@ impl Target {
     pub async fn open(self) -> Result<(Connection, Option<(i32, Connection)>), ClientError> {
         match self {
             Target::Ready(conn) => Ok((*conn, None)),
-            Target::Connect { node, addr } => {
-                let conn = Connection::connect(&addr).await?;
+            Target::Connect {
+                node,
+                addr,
+                security,
+            } => {
+                let conn = Connection::connect_with(&addr, &security).await?;
                 Ok((conn.clone(), Some((node, conn))))
             }
         }
@@ -107,6 +113,7 @@ impl Brokers {
         Target::Connect {
             node,
             addr: addr.clone(),
+            security: self.bootstrap.security().clone(),
         }
     }
 }

@@ -677,13 +677,15 @@ mod tests {
             err,
             ConsumerConfigError::Bootstrap {
                 addr: "https://b:1".into(),
-                reason: "unsupported scheme \"https\": use host:port or http://host:port".into(),
+                reason: "unsupported scheme \"https\": use host:port or http://host:port \
+                         (TLS is set by the TLS options)"
+                    .into(),
             }
         );
         assert_eq!(
             text,
             "bootstrap = \"https://b:1\" is not a broker address: unsupported scheme \"https\": \
-             use host:port or http://host:port"
+             use host:port or http://host:port (TLS is set by the TLS options)"
         );
         assert!(ConsumerConfig::builder().bootstrap("").validate().is_err());
     }

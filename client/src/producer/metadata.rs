@@ -101,7 +101,7 @@ impl MetadataCache {
                     Some((node, addr)) if addr != self.bootstrap.addr() => {
                         match self.connections.get(&node) {
                             Some(conn) => conn.clone(),
-                            None => match Connection::connect(&addr).await {
+                            None => match self.bootstrap.sibling(&addr).await {
                                 Ok(conn) => conn,
                                 Err(e) => {
                                     failure = Some(e);
@@ -198,7 +198,7 @@ impl MetadataCache {
         let conn = if same {
             self.bootstrap.clone()
         } else {
-            Connection::connect(addr).await?
+            self.bootstrap.sibling(addr).await?
         };
         self.connections.insert(node, conn.clone());
         Ok(conn)

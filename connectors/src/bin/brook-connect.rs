@@ -86,9 +86,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: ConnectConfig) -> u8 {
+    // Checked by validate() when the configuration was loaded.
+    let security = match config.brook.security() {
+        Ok(security) => security,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 2;
+        }
+    };
     let startup = Duration::from_millis(config.timeouts.startup_ms);
     let (brook, kafka) = tokio::join!(
-        brook_side::connect(&config.brook.bootstrap, startup),
+        brook_side::connect(&config.brook.bootstrap, &security, startup),
         kafka_side::check_reachable(&config.kafka, startup)
     );
     let unreachable: Vec<_> = [brook.err(), kafka.err()].into_iter().flatten().collect();
