@@ -895,3 +895,61 @@ async fn the_zero_copy_produce_rpc_writes_batches_and_refuses_oversized_requests
     assert_eq!(response.topics[0].partitions[0].base_offset, 3);
     assert_eq!(records(&conn, "raw", 0).await.len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_gets_no_records_after_a_refused_one() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let response = conn
+        .admin()
+        .create_topics(CreateTopicsRequest {
+            topics: vec![NewTopic {
+                name: "small".into(),
+                partitions: 1,
+                replication_factor: 0,
+                configs: [("max.message.bytes".to_string(), "4096".to_string())].into(),
+            }],
+            validate_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.results[0].error_code, ErrorCode::None as i32);
+    // Batches of one record each, all enqueued before the broker refuses the big one.
+    let config = ProducerConfig::builder()
+        .linger(Duration::from_millis(200))
+        .batch_records(1)
+        .build()
+        .unwrap();
+    let producer = Producer::new(conn.clone(), config).await.unwrap();
+    let record = |value: Vec<u8>| ProducerRecord::new("small", value).partition(0);
+    let first = producer.enqueue(record(b"first".to_vec())).await.unwrap();
+    let big = producer
+        .enqueue(record(vec![b'x'; 10 * 1024]))
+        .await
+        .unwrap();
+    let behind = producer.enqueue(record(b"behind".to_vec())).await.unwrap();
+    assert_eq!(first.await.unwrap().offset, Some(0));
+    let refused = big.await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .starts_with("delivery to topic small partition 0 failed"),
+        "{refused}"
+    );
+    let err = behind.await.unwrap_err();
+    assert!(
+        matches!(&err, ProducerError::EarlierFailed { topic, partition: 0 } if topic == "small"),
+        "{err}"
+    );
+    // Once the failure is known, the partition takes records again.
+    let after = producer.send(record(b"after".to_vec())).await.unwrap();
+    assert_eq!(after.offset, Some(1));
+    producer.close().await;
+    let stored: Vec<(String, i64)> = records(&conn, "small", 0)
+        .await
+        .into_iter()
+        .map(|(_, value, offset)| (value, offset))
+        .collect();
+    assert_eq!(stored, [("first".to_string(), 0), ("after".to_string(), 1)]);
+}

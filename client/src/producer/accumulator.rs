@@ -245,6 +245,11 @@ impl<T> Accumulator<T> {
         self.open.is_empty()
     }
 
+    /// Seals the open batch of `tp`, if any, as a flush does.
+    pub fn seal_partition(&mut self, tp: &Tp) -> Option<SealedBatch<T>> {
+        self.seal(tp, SealReason::Flush)
+    }
+
     /// Seals every open batch (flush, close), ordered by partition.
     pub fn seal_all(&mut self) -> Vec<SealedBatch<T>> {
         let mut all: Vec<Tp> = self.open.keys().cloned().collect();

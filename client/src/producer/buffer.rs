@@ -197,6 +197,13 @@ impl BufferState {
         std::mem::take(&mut self.sealed)
     }
 
+    /// Seals the open batch of `tp`, if any.
+    pub fn seal_partition(&mut self, tp: &Tp) {
+        if let Some(batch) = self.accumulator.seal_partition(tp) {
+            self.push_sealed(vec![batch]);
+        }
+    }
+
     /// Seals every open batch (flush).
     pub fn seal_all(&mut self) {
         let all = self.accumulator.seal_all();

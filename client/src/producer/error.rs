@@ -97,6 +97,19 @@ pub enum ProducerError {
         /// The partition.
         partition: u32,
     },
+    /// With idempotence: an earlier record of the partition failed for good before this one
+    /// was sent, and a partition gets no records after a failed one (no gaps), so this one
+    /// was not written. Records enqueued after the failure was reported are written as usual.
+    #[error(
+        "not delivered to topic {topic} partition {partition}: an earlier record of the \
+         partition failed, and a partition gets no records after a failed one"
+    )]
+    EarlierFailed {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
     /// The topic's metadata could not be loaded (the broker is unreachable or failed the
     /// request).
     #[error("cannot load the metadata of topic {topic}")]

@@ -719,6 +719,12 @@ impl Sender {
 
     /// Fails a batch for good. With idempotence this leaves a gap in the partition's
     /// sequence, so the partition is reset (see [`Sender::reset_partitions`]).
+    ///
+    /// With idempotence a partition also gets no records after a failed one (librdkafka's
+    /// `enable.gapless.guarantee`): every record of the partition enqueued before the failure
+    /// was known fails with it, [`ProducerError::EarlierFailed`], or
+    /// [`ProducerError::Abandoned`] for a batch in flight behind a failure that may have
+    /// been written. Records enqueued afterwards go to the broker as usual.
     fn fail_batch(&mut self, tp: &Tp, id: u64, error: ProducerError) {
         // A fenced producer (a newer epoch of its id exists) must not carry on under a new id.
         let fenced = matches!(
@@ -726,13 +732,37 @@ impl Sender {
             ProducerError::Delivery { source, .. }
                 if source.error_code() == Some(ErrorCode::InvalidProducerEpoch)
         );
-        if self.producer_id.is_some()
-            && !fenced
-            && let Some(queue) = self.partitions.get_mut(tp)
-        {
-            queue.reset_pending = true;
+        let mut later = Vec::new();
+        if self.producer_id.is_some() && !fenced {
+            // What the partition's open batch holds, and what was sealed but not yet queued,
+            // was enqueued before this failure.
+            let sealed = {
+                let mut buffer = self.buffer.lock();
+                buffer.seal_partition(tp);
+                buffer.take_sealed()
+            };
+            self.enqueue_sealed(sealed);
+            if let Some(queue) = self.partitions.get_mut(tp) {
+                queue.reset_pending = true;
+                if let Some(at) = queue.batches.iter().position(|b| b.id == id) {
+                    let maybe_written = queue.batches[at].maybe_written;
+                    later = (queue.batches.iter().skip(at + 1))
+                        .filter(|b| b.state != BatchState::Acked)
+                        .map(|b| (b.id, maybe_written && b.state == BatchState::InFlight))
+                        .collect();
+                }
+            }
         }
         self.resolve_failed(tp, id, error);
+        for (id, maybe_written) in later {
+            let (topic, partition) = (tp.topic.clone(), tp.partition);
+            let error = if maybe_written {
+                ProducerError::Abandoned { topic, partition }
+            } else {
+                ProducerError::EarlierFailed { topic, partition }
+            };
+            self.resolve_failed(tp, id, error);
+        }
     }
 
     fn resolve_failed(&mut self, tp: &Tp, id: u64, error: ProducerError) {
