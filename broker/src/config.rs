@@ -20,13 +20,14 @@ use serde::{Deserialize, Serialize};
 use crate::log::{ConfigError, LogConfig};
 
 /// The sections of the file, which are also the `<SECTION>` of an environment override.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "server",
     "log",
     "retention",
     "groups",
     "cluster",
     "tls",
+    "auth",
     "logging",
 ];
 
@@ -55,6 +56,8 @@ pub struct BrokerConfig {
     pub cluster: ClusterConfig,
     /// TLS on the listeners and between brokers (docs/security.md).
     pub tls: TlsConfig,
+    /// Who requests come from: bearer tokens and client certificates (docs/security.md).
+    pub auth: AuthConfig,
     /// The broker's own diagnostic output (tracing).
     pub logging: LoggingConfig,
 }
@@ -316,6 +319,69 @@ impl TlsConfig {
     }
 }
 
+/// Authentication (docs/security.md): a request's principal comes from its bearer token
+/// (JWT), else from its connection's client certificate, else it is `User:ANONYMOUS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Refuse requests that carry neither a valid token nor a client certificate, with
+    /// UNAUTHENTICATED (default false: they run as `User:ANONYMOUS`).
+    pub required: bool,
+    /// File holding the HS256 shared secret, at least 32 bytes (a trailing newline is not
+    /// part of it); empty (default): HS256 tokens are refused.
+    pub jwt_hs256_secret_file: PathBuf,
+    /// PEM RSA public key that verifies RS256 tokens; empty (default): RS256 tokens are
+    /// refused.
+    pub jwt_rs256_public_key_file: PathBuf,
+    /// The audience (`aud`) every token must name; required with a JWT key.
+    pub jwt_audience: String,
+    /// The issuer (`iss`) every token must name; empty (default): not checked.
+    pub jwt_issuer: String,
+    /// Clock skew allowed on `exp` and `nbf`, seconds (default 30; 0..=300).
+    pub jwt_leeway_s: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            required: false,
+            jwt_hs256_secret_file: PathBuf::new(),
+            jwt_rs256_public_key_file: PathBuf::new(),
+            jwt_audience: String::new(),
+            jwt_issuer: String::new(),
+            jwt_leeway_s: 30,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// A JWT key is configured.
+    pub fn takes_tokens(&self) -> bool {
+        !self.jwt_hs256_secret_file.as_os_str().is_empty()
+            || !self.jwt_rs256_public_key_file.as_os_str().is_empty()
+    }
+
+    fn validate(&self, tls: &TlsConfig, in_cluster: bool) -> Result<(), BrokerConfigError> {
+        let mtls = tls.enabled() && tls.client_auth == ClientAuth::Required;
+        let reason = if self.takes_tokens() && self.jwt_audience.is_empty() {
+            "a JWT key needs jwt_audience, the audience every token must name"
+        } else if !self.takes_tokens() && !self.jwt_audience.is_empty() {
+            "jwt_audience is set but no JWT key is: set jwt_hs256_secret_file or jwt_rs256_public_key_file"
+        } else if !self.takes_tokens() && !self.jwt_issuer.is_empty() {
+            "jwt_issuer is set but no JWT key is: set jwt_hs256_secret_file or jwt_rs256_public_key_file"
+        } else if self.required && !self.takes_tokens() && !mtls {
+            "required = true needs a way to authenticate: a JWT key, or tls.client_auth = \"required\""
+        } else if self.required && in_cluster && !mtls {
+            "required = true in a cluster needs tls.client_auth = \"required\": brokers authenticate to each other with their certificates"
+        } else {
+            return Ok(());
+        };
+        Err(BrokerConfigError::Auth {
+            reason: reason.to_string(),
+        })
+    }
+}
+
 /// Whether TLS clients must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -489,6 +555,12 @@ pub enum BrokerConfigError {
         /// What is missing or contradictory, naming the settings.
         reason: String,
     },
+    /// Authentication settings that do not go together.
+    #[error("[auth] {reason}")]
+    Auth {
+        /// What is missing or contradictory, naming the settings.
+        reason: String,
+    },
     /// `logging.level` is not a valid filter directive string.
     #[error("logging.level = {value:?} is not a valid filter: {source}")]
     LoggingLevel {
@@ -579,7 +651,7 @@ impl BrokerConfig {
         #[rustfmt::skip]
         let g = &self.groups;
         let c = &self.cluster;
-        let ranges: [(&'static str, i128, i128, i128); 21] = [
+        let ranges: [(&'static str, i128, i128, i128); 22] = [
             ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
             (
                 "server.max_request_bytes",
@@ -696,6 +768,7 @@ impl BrokerConfig {
                 0,
                 hour,
             ),
+            ("auth.jwt_leeway_s", self.auth.jwt_leeway_s.into(), 0, 300),
         ];
         for (name, value, min, max) in ranges {
             check(name, value, min, max)?;
@@ -730,6 +803,7 @@ impl BrokerConfig {
             });
         }
         self.tls.validate(!voters.is_empty())?;
+        self.auth.validate(&self.tls, !voters.is_empty())?;
         if let Err(source) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(BrokerConfigError::LoggingLevel {
                 value: self.logging.level.clone(),
@@ -965,6 +1039,14 @@ client_auth = "required"
 http = true
 reload_interval_ms = 0
 
+[auth]
+required = true
+jwt_hs256_secret_file = "/etc/brook/jwt.secret"
+jwt_rs256_public_key_file = "/etc/brook/jwt.pub"
+jwt_audience = "brook"
+jwt_issuer = "https://id.example"
+jwt_leeway_s = 5
+
 [logging]
 format = "json"
 level = "warn,brook_broker=debug"
@@ -1021,6 +1103,14 @@ level = "warn,brook_broker=debug"
                 client_auth: ClientAuth::Required,
                 http: true,
                 reload_interval_ms: 0,
+            },
+            auth: AuthConfig {
+                required: true,
+                jwt_hs256_secret_file: PathBuf::from("/etc/brook/jwt.secret"),
+                jwt_rs256_public_key_file: PathBuf::from("/etc/brook/jwt.pub"),
+                jwt_audience: "brook".into(),
+                jwt_issuer: "https://id.example".into(),
+                jwt_leeway_s: 5,
             },
             logging: LoggingConfig {
                 format: LogFormat::Json,
@@ -1155,7 +1245,7 @@ level = "warn,brook_broker=debug"
         assert_eq!(line_of(source, text), 1);
         assert_eq!(
             toml_message(source),
-            "unknown field `servre`, expected one of `server`, `log`, `retention`, `groups`, `cluster`, `logging`"
+            "unknown field `servre`, expected one of `server`, `log`, `retention`, `groups`, `cluster`, `tls`, `auth`, `logging`"
         );
     }
 
@@ -1233,6 +1323,10 @@ level = "warn,brook_broker=debug"
             (
                 |c| c.tls.reload_interval_ms = 3_600_001,
                 "tls.reload_interval_ms = 3600001 is out of range: must be between 0 and 3600000",
+            ),
+            (
+                |c| c.auth.jwt_leeway_s = 301,
+                "auth.jwt_leeway_s = 301 is out of range: must be between 0 and 300",
             ),
             (
                 |c| c.cluster.min_insync_replicas = 0,
@@ -1497,6 +1591,57 @@ level = "warn,brook_broker=debug"
             err.to_string(),
             "[tls] http = true needs TLS: set cert_file and key_file"
         );
+    }
+
+    #[test]
+    fn auth_settings_that_do_not_go_together_are_refused() {
+        let reason = |f: &dyn Fn(&mut BrokerConfig)| {
+            let mut c = BrokerConfig::default();
+            f(&mut c);
+            match c.validate() {
+                Err(BrokerConfigError::Auth { reason }) => reason,
+                other => panic!("expected an [auth] error, got {other:?}"),
+            }
+        };
+        assert_eq!(
+            reason(&|c| c.auth.jwt_hs256_secret_file = "s".into()),
+            "a JWT key needs jwt_audience, the audience every token must name"
+        );
+        assert_eq!(
+            reason(&|c| c.auth.jwt_audience = "brook".into()),
+            "jwt_audience is set but no JWT key is: set jwt_hs256_secret_file or jwt_rs256_public_key_file"
+        );
+        assert_eq!(
+            reason(&|c| c.auth.jwt_issuer = "i".into()),
+            "jwt_issuer is set but no JWT key is: set jwt_hs256_secret_file or jwt_rs256_public_key_file"
+        );
+        assert_eq!(
+            reason(&|c| c.auth.required = true),
+            "required = true needs a way to authenticate: a JWT key, or tls.client_auth = \"required\""
+        );
+        let jwt = |c: &mut BrokerConfig| {
+            c.auth.required = true;
+            c.auth.jwt_rs256_public_key_file = "k.pub".into();
+            c.auth.jwt_audience = "brook".into();
+        };
+        assert_eq!(
+            reason(&|c| {
+                jwt(c);
+                c.cluster.voters = "1@127.0.0.1:7400".into();
+            }),
+            "required = true in a cluster needs tls.client_auth = \"required\": brokers authenticate to each other with their certificates"
+        );
+        let mut alone = BrokerConfig::default();
+        jwt(&mut alone);
+        alone.validate().unwrap();
+        let mut mtls = BrokerConfig::default();
+        mtls.auth.required = true;
+        mtls.tls.cert_file = "b.pem".into();
+        mtls.tls.key_file = "b.key".into();
+        mtls.tls.ca_file = "ca.pem".into();
+        mtls.tls.client_auth = ClientAuth::Required;
+        mtls.cluster.voters = "1@127.0.0.1:7400".into();
+        mtls.validate().unwrap();
     }
 
     #[test]

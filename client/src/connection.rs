@@ -1,10 +1,13 @@
 //! One HTTP/2 channel to one broker, with the `Broker` and `Admin` gRPC clients over it.
 
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use brook_proto::v1::admin_client::AdminClient;
 use brook_proto::v1::broker_client::BrokerClient;
 use brook_proto::v1::groups_client::GroupsClient;
+use http::HeaderValue;
+use tonic::transport::channel::ResponseFuture;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::{ClientError, Security};
@@ -32,6 +35,33 @@ pub const HTTP2_CONNECTION_WINDOW: u32 = 32 << 20;
 /// fetch answers than the protocol's default 16 KiB.
 pub const HTTP2_MAX_FRAME: u32 = 1 << 20;
 
+/// What the gRPC clients send over: the HTTP/2 channel, with the connection's bearer token
+/// (if any) added to every request as `authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    channel: Channel,
+    authorization: Option<HeaderValue>,
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for Transport {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::poll_ready(&mut self.channel, cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(value) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value.clone());
+        }
+        self.channel.call(request)
+    }
+}
+
 /// A connection to one broker: cheap to clone, every clone shares the same channel (HTTP/2
 /// multiplexes concurrent requests over it), and the channel reconnects by itself after the
 /// broker restarts.
@@ -39,10 +69,10 @@ pub const HTTP2_MAX_FRAME: u32 = 1 << 20;
 pub struct Connection {
     addr: String,
     security: Security,
-    channel: Channel,
-    broker: BrokerClient<Channel>,
-    admin: AdminClient<Channel>,
-    groups: GroupsClient<Channel>,
+    transport: Transport,
+    broker: BrokerClient<Transport>,
+    admin: AdminClient<Transport>,
+    groups: GroupsClient<Transport>,
 }
 
 impl Connection {
@@ -84,9 +114,7 @@ impl Connection {
                 addr: addr.to_owned(),
                 source,
             })?;
-        let mut conn = Connection::from_channel(addr, channel);
-        conn.security = security.clone();
-        Ok(conn)
+        Ok(Connection::with_transport(addr, channel, security.clone()))
     }
 
     /// A connection to another broker at `addr`, with this one's security settings (for
@@ -103,17 +131,25 @@ impl Connection {
     /// Wraps an existing channel (for example one built by a test around an in-process
     /// server). `addr` is only used in messages and to recognise the broker in metadata.
     pub fn from_channel(addr: impl Into<String>, channel: Channel) -> Connection {
+        Connection::with_transport(addr, channel, Security::plaintext())
+    }
+
+    fn with_transport(addr: impl Into<String>, channel: Channel, security: Security) -> Connection {
+        let transport = Transport {
+            channel,
+            authorization: security.authorization().cloned(),
+        };
         Connection {
             addr: addr.into(),
-            security: Security::plaintext(),
-            channel: channel.clone(),
-            broker: BrokerClient::new(channel.clone())
+            security,
+            transport: transport.clone(),
+            broker: BrokerClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            admin: AdminClient::new(channel.clone())
+            admin: AdminClient::new(transport.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            groups: GroupsClient::new(channel),
+            groups: GroupsClient::new(transport),
         }
     }
 
@@ -123,13 +159,13 @@ impl Connection {
     }
 
     /// A client for the consumer-group service (heartbeats, offsets, group admin).
-    pub fn groups(&self) -> GroupsClient<Channel> {
+    pub fn groups(&self) -> GroupsClient<Transport> {
         self.groups.clone()
     }
 
     /// A client for the data-plane service (produce, fetch, offsets, metadata). Clones are
     /// cheap and share the channel.
-    pub fn broker(&self) -> BrokerClient<Channel> {
+    pub fn broker(&self) -> BrokerClient<Transport> {
         self.broker.clone()
     }
 
@@ -140,12 +176,12 @@ impl Connection {
         &self,
         request: &brook_proto::v1::ProduceRequest,
     ) -> Result<brook_proto::v1::ProduceResponse, tonic::Status> {
-        let mut channel = self.channel.clone();
-        crate::produce_rpc::produce(&mut channel, request, MAX_MESSAGE_BYTES).await
+        let mut transport = self.transport.clone();
+        crate::produce_rpc::produce(&mut transport, request, MAX_MESSAGE_BYTES).await
     }
 
     /// A client for the control-plane service (topics and their configs).
-    pub fn admin(&self) -> AdminClient<Channel> {
+    pub fn admin(&self) -> AdminClient<Transport> {
         self.admin.clone()
     }
 }

@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::connection::Transport;
 use brook_proto::v1::{PartitionProduceData, ProduceRequest, ProduceResponse, TopicProduceData};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, TE};
@@ -26,7 +27,6 @@ use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use tonic::client::GrpcService;
 use tonic::codec::{Codec, Streaming};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 
@@ -48,7 +48,7 @@ const COPY_BELOW: usize = 4096;
 /// Sends `request` over `channel` and returns the broker's answer. `max_bytes` bounds both
 /// the request and the answer, like tonic's `max_{en,de}coding_message_size`.
 pub(crate) async fn produce(
-    channel: &mut Channel,
+    channel: &mut Transport,
     request: &ProduceRequest,
     max_bytes: usize,
 ) -> Result<ProduceResponse, Status> {

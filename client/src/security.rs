@@ -17,6 +17,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
@@ -27,6 +28,7 @@ use crate::ClientError;
 #[derive(Clone, Default)]
 pub struct Security {
     tls: Option<Arc<TlsSettings>>,
+    authorization: Option<HeaderValue>,
 }
 
 #[derive(Clone)]
@@ -39,15 +41,13 @@ struct TlsSettings {
 impl fmt::Debug for Security {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the key.
-        match &self.tls {
-            None => f.write_str("Security(plaintext)"),
-            Some(tls) => f
-                .debug_struct("Security")
-                .field("tls", &true)
-                .field("client_certificate", &tls.identity.is_some())
-                .field("server_name", &tls.server_name)
-                .finish(),
+        let mut s = f.debug_struct("Security");
+        s.field("tls", &self.tls.is_some());
+        if let Some(tls) = &self.tls {
+            s.field("client_certificate", &tls.identity.is_some())
+                .field("server_name", &tls.server_name);
         }
+        s.field("token", &self.authorization.is_some()).finish()
     }
 }
 
@@ -86,6 +86,7 @@ impl Security {
                 identity: None,
                 server_name: None,
             })),
+            authorization: None,
         })
     }
 
@@ -160,7 +161,39 @@ impl Security {
         change(&mut tls);
         Ok(Security {
             tls: Some(Arc::new(tls)),
+            authorization: self.authorization,
         })
+    }
+
+    /// Sends `token` (a JWT) as `authorization: Bearer <token>` with every request. Without
+    /// TLS the token travels in clear; anyone on the path can replay it. Fails for an empty
+    /// token or one with characters a header cannot carry.
+    pub fn with_token(mut self, token: &str) -> Result<Security, ClientError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(ClientError::InvalidArgument("the token is empty".into()));
+        }
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            ClientError::InvalidArgument(
+                "the token holds characters an HTTP header cannot carry".into(),
+            )
+        })?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
+    }
+
+    /// [`Security::with_token`] with the token read from `path` (surrounding whitespace
+    /// dropped).
+    pub fn with_token_file(self, path: &Path) -> Result<Security, ClientError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(&format!("token file {}", path.display()), e))?;
+        self.with_token(&text)
+    }
+
+    /// The `authorization` header value, when a token is set.
+    pub(crate) fn authorization(&self) -> Option<&HeaderValue> {
+        self.authorization.as_ref()
     }
 
     /// TLS is on.
@@ -220,6 +253,42 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "a TLS server name needs TLS: give the CA certificate too"
+        );
+    }
+
+    #[test]
+    fn tokens_must_fit_a_header_and_stay_out_of_debug_output() {
+        let security = Security::plaintext().with_token(" abc.def.ghi\n").unwrap();
+        assert_eq!(
+            security.authorization().unwrap().to_str().unwrap(),
+            "Bearer abc.def.ghi"
+        );
+        assert!(security.authorization().unwrap().is_sensitive());
+        assert_eq!(
+            format!("{security:?}"),
+            "Security { tls: false, token: true }"
+        );
+        assert_eq!(
+            Security::plaintext()
+                .with_token("  ")
+                .unwrap_err()
+                .to_string(),
+            "the token is empty"
+        );
+        assert_eq!(
+            Security::plaintext()
+                .with_token("a\u{7f}b")
+                .unwrap_err()
+                .to_string(),
+            "the token holds characters an HTTP header cannot carry"
+        );
+        let err = Security::plaintext()
+            .with_token_file(Path::new("/nonexistent/token"))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("token file /nonexistent/token: "),
+            "{err}"
         );
     }
 

@@ -1164,3 +1164,53 @@ async fn tls_options_reach_a_tls_broker_and_plain_text_does_not() {
     assert!(stderr.starts_with("error: "), "{stderr}");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_file_authenticates_to_a_broker_that_requires_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "cli-test-secret-0123456789abcdef";
+    let secret_file = dir.path().join("jwt.secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let mut config = BrokerConfig::default();
+    config.auth.required = true;
+    config.auth.jwt_hs256_secret_file = secret_file;
+    config.auth.jwt_audience = "brook".into();
+    let broker = TestBroker::start_with(config).await;
+    let exp = jsonwebtoken::get_current_timestamp() + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({ "sub": "cli", "aud": "brook", "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_file = token_file.to_str().unwrap().to_string();
+    let args = |rest: &[&str]| {
+        let mut args = vec!["-b".to_string(), broker.addr()];
+        args.extend(rest.iter().map(|s| s.to_string()));
+        args
+    };
+    let (code, stdout, stderr) = brook_async(
+        args(&["--token-file", &token_file, "topic", "create", "t"]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "created topic t with 1 partitions\n");
+    let (code, _, stderr) = brook_async(args(&["topic", "list"]), Vec::new()).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "authentication required: send a bearer token or connect with a client certificate"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = brook_async(
+        args(&["--token", "x", "--token-file", &token_file, "topic", "list"]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    broker.stop().await;
+}

@@ -69,6 +69,8 @@ pub struct BrookConfig {
     pub tls_key_file: String,
     /// Name to check the brokers' certificates against instead of the host connected to.
     pub tls_server_name: String,
+    /// File holding a bearer token (JWT) sent with every request (default empty: none).
+    pub token_file: String,
 }
 
 impl Default for BrookConfig {
@@ -79,14 +81,29 @@ impl Default for BrookConfig {
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
             tls_server_name: String::new(),
+            token_file: String::new(),
         }
     }
 }
 
 impl BrookConfig {
-    /// The connections' security settings: plain text, or TLS as the `tls_*` keys say.
-    /// Reads the files; an error names the key and the file.
+    /// The connections' security settings: plain text, or TLS as the `tls_*` keys say, and
+    /// the token of `token_file`. Reads the files; an error names the key and the file.
     pub fn security(&self) -> Result<Security, ConfigError> {
+        let security = self.tls()?;
+        if self.token_file.is_empty() {
+            return Ok(security);
+        }
+        security
+            .with_token_file(Path::new(&self.token_file))
+            .map_err(|e| ConfigError::Invalid {
+                name: "brook.token_file".into(),
+                value: self.token_file.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn tls(&self) -> Result<Security, ConfigError> {
         let invalid = |name: &str, value: &str, reason: String| ConfigError::Invalid {
             name: name.into(),
             value: value.into(),
@@ -783,6 +800,13 @@ topics = ["orders"]
             format!("brook.tls_ca_file = \"{ca}\": TLS CA file {ca}: holds no CERTIFICATE block")
         );
         assert!(!with("").unwrap().brook.security().unwrap().is_tls());
+        let err = refused("token_file = \"/nonexistent/token\"");
+        assert!(
+            err.starts_with(
+                "brook.token_file = \"/nonexistent/token\": token file /nonexistent/token: "
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! Security: TLS on the listeners and between brokers (docs/security.md).
+//! Security: TLS on the listeners and between brokers, and who each request comes from
+//! (docs/security.md).
 //!
 //! - [`tls`]: the `[tls]` files as rustls configurations, reloaded on change or SIGHUP.
+//! - [`auth`]: a request's [`Principal`] from its bearer token or client certificate;
+//!   [`authenticate`] runs it in front of every gRPC service.
 //! - [`peer_endpoint`]: how this broker reaches another one (plain or TLS, by the same
 //!   settings).
 
+pub mod auth;
 pub mod tls;
 
 use std::sync::Arc;
@@ -13,7 +17,45 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
+pub use auth::{AuthError, Authenticator, Principal, Rejection};
 pub use tls::{Tls, TlsError};
+
+use crate::server::incoming::PeerInfo;
+
+/// The gRPC interceptor in front of every service: authenticates the request and puts its
+/// [`Principal`] into the request's extensions, or refuses it with `UNAUTHENTICATED`.
+pub fn authenticate(
+    authenticator: Arc<Authenticator>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |mut request: tonic::Request<()>| {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|value| value.as_bytes());
+        let certificate = (request.extensions().get::<PeerInfo>())
+            .and_then(|peer| peer.certificate_principal.as_deref());
+        match authenticator.authenticate(header, certificate) {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                Ok(request)
+            }
+            Err(rejection) => {
+                metrics::counter!("brook_authentication_failures_total", "reason" => rejection.reason())
+                    .increment(1);
+                let peer = request
+                    .extensions()
+                    .get::<PeerInfo>()
+                    .map(|p| p.remote_addr);
+                tracing::info!(
+                    ?peer,
+                    reason = rejection.reason(),
+                    "request refused: not authenticated"
+                );
+                Err(tonic::Status::unauthenticated(rejection.to_string()))
+            }
+        }
+    }
+}
 
 /// The endpoint for another broker's gRPC listener at `addr` (`host:port`): `https` with this
 /// broker's certificate and CA when TLS is on, `http` otherwise.

@@ -12,6 +12,7 @@
 //! | `brook_http_connections`, `brook_http_connections_rejected_total` | gauge, counter | |
 //! | `brook_tls_handshake_failures_total` | counter | listener (`grpc`, `http`) |
 //! | `brook_tls_reloads_total`, `brook_tls_reload_failures_total` | counter | |
+//! | `brook_authentication_failures_total` | counter | reason |
 //! | `brook_cluster_is_controller`, `brook_cluster_live_brokers`, `brook_cluster_fenced_brokers` | gauge | |
 //! | `brook_cluster_offline_partitions` | gauge | |
 //! | `brook_under_replicated_partitions`, `brook_leader_partitions` | gauge | |
@@ -139,5 +140,9 @@ fn describe() {
     describe_counter!(
         "brook_tls_reload_failures_total",
         "TLS reloads that failed and kept the previous files"
+    );
+    describe_counter!(
+        "brook_authentication_failures_total",
+        "Requests refused with UNAUTHENTICATED, by reason"
     );
 }

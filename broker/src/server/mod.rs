@@ -15,7 +15,7 @@
 pub mod cluster;
 pub mod grpc;
 mod http;
-mod incoming;
+pub(crate) mod incoming;
 pub mod metrics;
 mod replica_fetcher;
 
@@ -37,10 +37,11 @@ use crate::group::{Coordinator, GroupConfig, OffsetStoreError};
 use crate::log::LogError;
 use crate::partition::{ProducerIds, Registry, RegistryError};
 use crate::security::tls::Listener;
-use crate::security::{self, Tls, TlsError};
+use crate::security::{self, AuthError, Authenticator, Tls, TlsError};
 use brook_proto::v1::groups_server::GroupsServer;
 use cluster::ClusterRole;
 use grpc::{AdminService, BrokerService, GroupsService};
+use tonic::service::interceptor::InterceptedService;
 
 /// HTTP/2 flow-control window per stream (bytes).
 pub const HTTP2_STREAM_WINDOW: u32 = 8 << 20;
@@ -72,6 +73,8 @@ pub struct BrokerContext {
     pub cluster: Option<Arc<ClusterRole>>,
     /// TLS material; `None` when `[tls]` is off.
     pub tls: Option<Arc<Tls>>,
+    /// Turns each request's credentials into its principal.
+    pub authenticator: Arc<Authenticator>,
 }
 
 /// Why the broker could not start or stopped with an error.
@@ -97,6 +100,9 @@ pub enum ServerError {
     /// The TLS files could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The `[auth]` key files could not be loaded.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -181,6 +187,7 @@ pub async fn start(
     let commit_timeout = Duration::from_millis(config.server.produce_timeout_ms);
     let coordinator = Coordinator::open(&registry, group_config, commit_timeout, alone).await?;
     let tls = Tls::load(&config.tls)?.map(Arc::new);
+    let authenticator = Arc::new(Authenticator::load(&config.auth)?);
     let cluster = match ClusterRole::start(&config, tls.clone()).await? {
         Some(role) => {
             let topics = cluster::standalone_topics(&registry);
@@ -219,6 +226,7 @@ pub async fn start(
         metrics: metrics::prometheus(),
         cluster,
         tls,
+        authenticator,
     });
     let task = tokio::spawn(serve(ctx.clone(), grpc_listener, http_listener));
     tracing::info!(grpc = %grpc_addr, http = %http_addr, cluster_id = ctx.registry.cluster_id(), tls = ctx.tls.is_some(), "broker started");
@@ -267,6 +275,8 @@ async fn serve(
         .max_decoding_message_size(server.max_request_bytes);
     let admin = AdminServer::new(AdminService::new(ctx.clone()))
         .max_decoding_message_size(server.max_request_bytes);
+    // Every service but health (probes) authenticates its requests first.
+    let authn = security::authenticate(ctx.authenticator.clone());
     // Batches are large: big HTTP/2 windows and frames keep a 1 MB produce from crawling
     // through 64 KiB windows and 16 KiB frames.
     let grpc = tonic::transport::Server::builder()
@@ -275,12 +285,12 @@ async fn serve(
         .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
         .max_frame_size(Some(HTTP2_MAX_FRAME))
         .add_service(health_service)
-        .add_service(broker)
-        .add_service(admin)
-        .add_service(groups)
-        .add_optional_service(
-            (ctx.cluster.as_ref()).map(|c| c.controller().service().into_server()),
-        )
+        .add_service(InterceptedService::new(broker, authn.clone()))
+        .add_service(InterceptedService::new(admin, authn.clone()))
+        .add_service(InterceptedService::new(groups, authn.clone()))
+        .add_optional_service((ctx.cluster.as_ref()).map(|c| {
+            InterceptedService::new(c.controller().service().into_server(), authn.clone())
+        }))
         .serve_with_incoming_shutdown(
             incoming::stream(grpc_conns),
             shutdown.clone().cancelled_owned(),

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
 async fn execute(cli: &Cli) -> Result<(), brook_client::ClientError> {
     // Usage errors first: they are reported as such even when the broker is down.
     cli.validate()?;
-    let security = cli.tls.security()?;
+    let security = cli.security.build()?;
     let conn = Connection::connect_with(&cli.bootstrap, &security).await?;
     let input = tokio::io::BufReader::with_capacity(1 << 16, tokio::io::stdin());
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());

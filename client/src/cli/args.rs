@@ -53,18 +53,18 @@ pub struct Cli {
     )]
     pub bootstrap: String,
 
-    /// TLS to the brokers.
+    /// TLS and credentials.
     #[command(flatten)]
-    pub tls: TlsArgs,
+    pub security: SecurityArgs,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// TLS options shared by the tools (`brook`, `brook-bench`).
+/// TLS and token options shared by the tools (`brook`, `brook-bench`).
 #[derive(Debug, Clone, Default, Args)]
-pub struct TlsArgs {
+pub struct SecurityArgs {
     /// Connect with TLS, trusting brokers whose certificate chains to a CA in this PEM file
     #[arg(long, global = true, env = "BROOK_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -82,11 +82,41 @@ pub struct TlsArgs {
         value_name = "NAME"
     )]
     pub tls_server_name: Option<String>,
+    /// Bearer token (JWT) sent with every request; prefer --token-file, which keeps it out of
+    /// the process list
+    #[arg(
+        long,
+        global = true,
+        env = "BROOK_TOKEN",
+        value_name = "JWT",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// File holding the bearer token (JWT) sent with every request
+    #[arg(
+        long,
+        global = true,
+        env = "BROOK_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
 }
 
-impl TlsArgs {
+impl SecurityArgs {
     /// The connections' security settings; refuses options that need others.
-    pub fn security(&self) -> Result<Security, ClientError> {
+    pub fn build(&self) -> Result<Security, ClientError> {
+        let mut security = self.tls()?;
+        if let Some(token) = &self.token {
+            security = security.with_token(token)?;
+        }
+        if let Some(path) = &self.token_file {
+            security = security.with_token_file(path)?;
+        }
+        Ok(security)
+    }
+
+    fn tls(&self) -> Result<Security, ClientError> {
         let Some(ca) = &self.tls_ca else {
             return match (&self.tls_cert, &self.tls_key, &self.tls_server_name) {
                 (None, None, None) => Ok(Security::plaintext()),

@@ -1,0 +1,562 @@
+//! Authentication: who a request comes from.
+//!
+//! A request's principal comes, in this order, from:
+//! 1. a bearer token (`authorization: Bearer <JWT>`), checked for its signature (HS256 with
+//!    `auth.jwt_hs256_secret_file`, RS256 with `auth.jwt_rs256_public_key_file`), expiry,
+//!    not-before, audience and issuer. The principal is `User:<sub>`. A token that fails any
+//!    check refuses the request, even over a connection with a client certificate;
+//! 2. the connection's client certificate (mutual TLS): `User:<CN>`;
+//! 3. nothing: `User:ANONYMOUS`, unless `auth.required`, which refuses the request.
+//!
+//! A refusal is gRPC `UNAUTHENTICATED` naming what failed, and is counted in
+//! `brook_authentication_failures_total{reason}`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::config::AuthConfig;
+
+/// Who a request runs as: `User:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Principal(String);
+
+impl Principal {
+    /// The principal of requests that carry no identity.
+    pub fn anonymous() -> Principal {
+        Principal("User:ANONYMOUS".to_string())
+    }
+
+    /// `User:<name>`.
+    pub fn user(name: &str) -> Principal {
+        Principal(format!("User:{name}"))
+    }
+
+    /// From its full form (`User:alice`), as a certificate's principal is carried.
+    pub fn from_full(full: &str) -> Principal {
+        Principal(full.to_string())
+    }
+
+    /// The full form, `User:<name>`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for [`Principal::anonymous`].
+    pub fn is_anonymous(&self) -> bool {
+        self.0 == "User:ANONYMOUS"
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why the `[auth]` files could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A file could not be read.
+    #[error("auth.{setting} = {}: cannot read it: {source}", path.display())]
+    Read {
+        /// The setting naming the file.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file does not hold a usable key.
+    #[error("auth.{setting} = {}: {reason}", path.display())]
+    Invalid {
+        /// The setting naming the file.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// No token and no client certificate, with `auth.required`.
+    Missing,
+    /// A token was sent, but this broker has no JWT key configured.
+    TokensNotAccepted,
+    /// The `authorization` header is not `Bearer <token>`, or the token does not decode.
+    Malformed(String),
+    /// The token is signed with an algorithm this broker does not take.
+    Algorithm(String),
+    /// The token's signature does not verify.
+    Signature,
+    /// The token's `exp` has passed.
+    Expired,
+    /// The token's `nbf` is in the future.
+    NotYetValid,
+    /// The token's `aud` does not name this broker's audience.
+    Audience,
+    /// The token's `iss` is not this broker's issuer.
+    Issuer,
+}
+
+impl Rejection {
+    /// The `reason` label of `brook_authentication_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Missing => "missing",
+            Rejection::TokensNotAccepted => "tokens_not_accepted",
+            Rejection::Malformed(_) => "malformed",
+            Rejection::Algorithm(_) => "algorithm",
+            Rejection::Signature => "signature",
+            Rejection::Expired => "expired",
+            Rejection::NotYetValid => "not_yet_valid",
+            Rejection::Audience => "audience",
+            Rejection::Issuer => "issuer",
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Missing => f.write_str(
+                "authentication required: send a bearer token or connect with a client certificate",
+            ),
+            Rejection::TokensNotAccepted => f.write_str(
+                "token refused: this broker takes no tokens (no auth.jwt_* key is configured)",
+            ),
+            Rejection::Malformed(why) => write!(f, "token refused: {why}"),
+            Rejection::Algorithm(alg) => write!(
+                f,
+                "token refused: signed with {alg}; this broker takes the algorithms it has a key for (HS256, RS256)"
+            ),
+            Rejection::Signature => f.write_str("token refused: the signature does not verify"),
+            Rejection::Expired => f.write_str("token refused: it has expired"),
+            Rejection::NotYetValid => f.write_str("token refused: it is not valid yet (nbf)"),
+            Rejection::Audience => {
+                f.write_str("token refused: its audience (aud) does not name this broker's")
+            }
+            Rejection::Issuer => {
+                f.write_str("token refused: its issuer (iss) is not the expected one")
+            }
+        }
+    }
+}
+
+/// The claims the broker reads; the others are checked by [`Validation`].
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+/// The keys and rules tokens are checked with.
+struct Jwt {
+    hs256: Option<DecodingKey>,
+    rs256: Option<DecodingKey>,
+    audience: String,
+    issuer: String,
+    leeway_s: u64,
+}
+
+/// Turns a request's credentials into its [`Principal`].
+pub struct Authenticator {
+    required: bool,
+    jwt: Option<Jwt>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("required", &self.required)
+            .field("jwt", &self.jwt.is_some())
+            .finish()
+    }
+}
+
+fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, AuthError> {
+    std::fs::read(path).map_err(|source| AuthError::Read {
+        setting,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl Authenticator {
+    /// Reads the key files `config` names.
+    pub fn load(config: &AuthConfig) -> Result<Authenticator, AuthError> {
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        let hs256 = if set(&config.jwt_hs256_secret_file) {
+            let path = &config.jwt_hs256_secret_file;
+            let mut secret = read("jwt_hs256_secret_file", path)?;
+            while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                secret.pop();
+            }
+            if secret.len() < 32 {
+                return Err(AuthError::Invalid {
+                    setting: "jwt_hs256_secret_file",
+                    path: path.clone(),
+                    reason: format!(
+                        "the secret is {} bytes; HS256 needs at least 32",
+                        secret.len()
+                    ),
+                });
+            }
+            Some(
+                DecodingKey::from_secret(&secret).map_err(|e| AuthError::Invalid {
+                    setting: "jwt_hs256_secret_file",
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?,
+            )
+        } else {
+            None
+        };
+        let rs256 = if set(&config.jwt_rs256_public_key_file) {
+            let path = &config.jwt_rs256_public_key_file;
+            let pem = read("jwt_rs256_public_key_file", path)?;
+            Some(
+                DecodingKey::from_rsa_pem(&pem).map_err(|e| AuthError::Invalid {
+                    setting: "jwt_rs256_public_key_file",
+                    path: path.clone(),
+                    reason: format!("not a PEM RSA public key: {e}"),
+                })?,
+            )
+        } else {
+            None
+        };
+        let jwt = (hs256.is_some() || rs256.is_some()).then(|| Jwt {
+            hs256,
+            rs256,
+            audience: config.jwt_audience.clone(),
+            issuer: config.jwt_issuer.clone(),
+            leeway_s: config.jwt_leeway_s,
+        });
+        Ok(Authenticator {
+            required: config.required,
+            jwt,
+        })
+    }
+
+    /// The principal of a request with the `authorization` header value `authorization`
+    /// (`None` when absent) over a connection whose client certificate stands for
+    /// `certificate`.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        certificate: Option<&str>,
+    ) -> Result<Principal, Rejection> {
+        if let Some(header) = authorization {
+            return self.token_principal(header);
+        }
+        if let Some(principal) = certificate {
+            return Ok(Principal::from_full(principal));
+        }
+        if self.required {
+            return Err(Rejection::Missing);
+        }
+        Ok(Principal::anonymous())
+    }
+
+    fn token_principal(&self, header: &[u8]) -> Result<Principal, Rejection> {
+        let malformed = |why: &str| Rejection::Malformed(why.to_string());
+        let header = std::str::from_utf8(header)
+            .map_err(|_| malformed("the authorization header is not text"))?;
+        let token = match header.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => {
+                return Err(malformed(
+                    "the authorization header is not \"Bearer <token>\"",
+                ));
+            }
+        };
+        let Some(jwt) = &self.jwt else {
+            return Err(Rejection::TokensNotAccepted);
+        };
+        let head = jsonwebtoken::decode_header(token)
+            .map_err(|e| Rejection::Malformed(format!("not a JWT: {e}")))?;
+        let key = match head.alg {
+            Algorithm::HS256 => jwt.hs256.as_ref(),
+            Algorithm::RS256 => jwt.rs256.as_ref(),
+            _ => None,
+        }
+        .ok_or_else(|| Rejection::Algorithm(format!("{:?}", head.alg)))?;
+        let mut validation = Validation::new(head.alg);
+        validation.leeway = jwt.leeway_s;
+        validation.validate_nbf = true;
+        validation.set_audience(&[&jwt.audience]);
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        if !jwt.issuer.is_empty() {
+            validation.set_issuer(&[&jwt.issuer]);
+            validation.required_spec_claims.insert("iss".to_string());
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::InvalidSignature => Rejection::Signature,
+            ErrorKind::ExpiredSignature => Rejection::Expired,
+            ErrorKind::ImmatureSignature => Rejection::NotYetValid,
+            ErrorKind::InvalidAudience => Rejection::Audience,
+            ErrorKind::InvalidIssuer => Rejection::Issuer,
+            ErrorKind::MissingRequiredClaim(claim) => {
+                Rejection::Malformed(format!("it has no {claim} claim"))
+            }
+            _ => Rejection::Malformed(format!("not a valid JWT: {e}")),
+        })?;
+        if data.claims.sub.is_empty() {
+            return Err(malformed("its subject (sub) is empty"));
+        }
+        Ok(Principal::user(&data.claims.sub))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde::Serialize;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    /// A 2048-bit RSA pair made for these tests with `openssl genrsa` (used nowhere else).
+    const RSA_KEY: &str = include_str!("../../tests/data/jwt-rs256-test.key");
+    const RSA_PUB: &str = include_str!("../../tests/data/jwt-rs256-test.pub");
+
+    #[derive(Serialize)]
+    struct TestClaims<'a> {
+        sub: &'a str,
+        aud: &'a str,
+        exp: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        nbf: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iss: Option<&'a str>,
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn claims(sub: &str) -> TestClaims<'_> {
+        TestClaims {
+            sub,
+            aud: "brook",
+            exp: now() + 600,
+            nbf: None,
+            iss: None,
+        }
+    }
+
+    fn hs256(c: &TestClaims<'_>, secret: &[u8]) -> Vec<u8> {
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            c,
+            &EncodingKey::from_secret(secret).unwrap(),
+        )
+        .unwrap();
+        format!("Bearer {token}").into_bytes()
+    }
+
+    fn rs256(c: &TestClaims<'_>) -> Vec<u8> {
+        let key = EncodingKey::from_rsa_pem(RSA_KEY.as_bytes()).unwrap();
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), c, &key).unwrap();
+        format!("Bearer {token}").into_bytes()
+    }
+
+    fn files() -> (tempfile::TempDir, AuthConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, [SECRET, b"\n"].concat()).unwrap();
+        let public = dir.path().join("rs256.pub");
+        std::fs::write(&public, RSA_PUB).unwrap();
+        let config = AuthConfig {
+            jwt_hs256_secret_file: secret,
+            jwt_rs256_public_key_file: public,
+            jwt_audience: "brook".into(),
+            ..AuthConfig::default()
+        };
+        (dir, config)
+    }
+
+    fn authenticator(f: impl FnOnce(&mut AuthConfig)) -> (tempfile::TempDir, Authenticator) {
+        let (dir, mut config) = files();
+        f(&mut config);
+        (dir, Authenticator::load(&config).unwrap())
+    }
+
+    #[test]
+    fn valid_tokens_of_both_algorithms_name_their_subject() {
+        let (_d, auth) = authenticator(|_| {});
+        let alice = auth.authenticate(Some(&hs256(&claims("alice"), SECRET)), None);
+        assert_eq!(alice, Ok(Principal::user("alice")));
+        let bob = auth.authenticate(Some(&rs256(&claims("bob"))), None);
+        assert_eq!(bob.unwrap().as_str(), "User:bob");
+        // The token wins over the connection's certificate.
+        let both = auth.authenticate(Some(&hs256(&claims("alice"), SECRET)), Some("User:cert"));
+        assert_eq!(both, Ok(Principal::user("alice")));
+    }
+
+    #[test]
+    fn expired_tampered_and_foreign_tokens_are_refused() {
+        let (_d, auth) = authenticator(|c| c.jwt_issuer = "https://issuer.example".into());
+        let with_issuer = |mut c: TestClaims<'static>| {
+            c.iss = Some("https://issuer.example");
+            c
+        };
+        let check = |token: Vec<u8>, expected: Rejection| {
+            assert_eq!(auth.authenticate(Some(&token), None), Err(expected));
+        };
+        let mut expired = with_issuer(claims("alice"));
+        expired.exp = now() - 120;
+        check(hs256(&expired, SECRET), Rejection::Expired);
+        let mut early = with_issuer(claims("alice"));
+        early.nbf = Some(now() + 600);
+        check(hs256(&early, SECRET), Rejection::NotYetValid);
+        let mut elsewhere = with_issuer(claims("alice"));
+        elsewhere.aud = "another-service";
+        check(hs256(&elsewhere, SECRET), Rejection::Audience);
+        let mut issuer = claims("alice");
+        issuer.iss = Some("https://evil.example");
+        check(hs256(&issuer, SECRET), Rejection::Issuer);
+        check(
+            hs256(&claims("alice"), SECRET),
+            Rejection::Malformed("it has no iss claim".into()),
+        );
+        // Signed with another secret.
+        check(
+            hs256(
+                &with_issuer(claims("alice")),
+                b"another secret of thirty-two bytes!",
+            ),
+            Rejection::Signature,
+        );
+        // A good token with its payload swapped for another's: the signature no longer fits.
+        let good = String::from_utf8(hs256(&with_issuer(claims("alice")), SECRET)).unwrap();
+        let admin = String::from_utf8(hs256(&with_issuer(claims("admin")), SECRET)).unwrap();
+        let parts: Vec<&str> = good.split('.').collect();
+        let admin_payload = admin.split('.').nth(1).unwrap();
+        let tampered = format!("{}.{}.{}", parts[0], admin_payload, parts[2]);
+        check(tampered.into_bytes(), Rejection::Signature);
+        let mut nameless = with_issuer(claims(""));
+        nameless.sub = "";
+        check(
+            hs256(&nameless, SECRET),
+            Rejection::Malformed("its subject (sub) is empty".into()),
+        );
+    }
+
+    #[test]
+    fn algorithms_without_a_key_and_malformed_headers_are_refused() {
+        let (_d, hs_only) = authenticator(|c| c.jwt_rs256_public_key_file = PathBuf::new());
+        assert_eq!(
+            hs_only.authenticate(Some(&rs256(&claims("bob"))), None),
+            Err(Rejection::Algorithm("RS256".into()))
+        );
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &claims("alice"),
+            &EncodingKey::from_secret(SECRET).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            hs_only.authenticate(Some(format!("Bearer {hs384}").as_bytes()), None),
+            Err(Rejection::Algorithm("HS384".into()))
+        );
+        for (header, why) in [
+            (
+                &b"Basic YWxpY2U6c2VjcmV0"[..],
+                "the authorization header is not \"Bearer <token>\"",
+            ),
+            (
+                b"Bearer",
+                "the authorization header is not \"Bearer <token>\"",
+            ),
+            (b"\xff\xfe", "the authorization header is not text"),
+        ] {
+            assert_eq!(
+                hs_only.authenticate(Some(header), None),
+                Err(Rejection::Malformed(why.into()))
+            );
+        }
+        let garbage = hs_only.authenticate(Some(b"Bearer not.a.jwt"), None);
+        assert!(
+            matches!(&garbage, Err(Rejection::Malformed(why)) if why.starts_with("not a JWT: ")),
+            "{garbage:?}"
+        );
+        // No key at all: tokens are refused, not ignored.
+        let none = Authenticator::load(&AuthConfig::default()).unwrap();
+        assert_eq!(
+            none.authenticate(Some(&hs256(&claims("alice"), SECRET)), None),
+            Err(Rejection::TokensNotAccepted)
+        );
+    }
+
+    #[test]
+    fn without_a_token_the_certificate_or_anonymous_unless_required() {
+        let open = Authenticator::load(&AuthConfig::default()).unwrap();
+        assert_eq!(open.authenticate(None, None), Ok(Principal::anonymous()));
+        assert!(open.authenticate(None, None).unwrap().is_anonymous());
+        assert_eq!(
+            open.authenticate(None, Some("User:alice")),
+            Ok(Principal::user("alice"))
+        );
+        let required = Authenticator::load(&AuthConfig {
+            required: true,
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert_eq!(required.authenticate(None, None), Err(Rejection::Missing));
+        assert_eq!(
+            required.authenticate(None, Some("User:alice")),
+            Ok(Principal::user("alice"))
+        );
+        assert_eq!(
+            Rejection::Missing.to_string(),
+            "authentication required: send a bearer token or connect with a client certificate"
+        );
+    }
+
+    #[test]
+    fn key_files_are_checked_at_load() {
+        let (dir, mut config) = files();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "too short\n").unwrap();
+        config.jwt_hs256_secret_file = short.clone();
+        assert_eq!(
+            Authenticator::load(&config).unwrap_err().to_string(),
+            format!(
+                "auth.jwt_hs256_secret_file = {}: the secret is 9 bytes; HS256 needs at least 32",
+                short.display()
+            )
+        );
+        let (dir, mut config) = files();
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        config.jwt_rs256_public_key_file = not_pem.clone();
+        let err = Authenticator::load(&config).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "auth.jwt_rs256_public_key_file = {}: not a PEM RSA public key",
+                not_pem.display()
+            )),
+            "{err}"
+        );
+        config.jwt_rs256_public_key_file = dir.path().join("missing.pem");
+        let err = Authenticator::load(&config).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuthError::Read {
+                    setting: "jwt_rs256_public_key_file",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
