@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::replication::NodeId;
+use crate::security::acl::Acl;
 
 /// A registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +107,9 @@ pub struct ClusterMetadata {
     pub brokers: BTreeMap<NodeId, BrokerInfo>,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicState>,
+    /// The access control lists every broker enforces (docs/security.md).
+    #[serde(default)]
+    pub acls: BTreeSet<Acl>,
 }
 
 /// A change to the cluster metadata, as it travels in the Raft log.
@@ -180,6 +184,16 @@ pub enum Command {
         /// The replicas to move to, preferred leader first; `None`: cancel.
         target: Option<Vec<NodeId>>,
     },
+    /// Adds ACLs (one already present is left as it is).
+    CreateAcls {
+        /// The ACLs, each valid ([`Acl::validate`]).
+        acls: Vec<Acl>,
+    },
+    /// Removes ACLs (one not present is skipped).
+    DeleteAcls {
+        /// The ACLs, exactly as they were added.
+        acls: Vec<Acl>,
+    },
 }
 
 /// Why a command changed nothing.
@@ -212,6 +226,9 @@ pub enum Refused {
         /// What is wrong.
         reason: String,
     },
+    /// An ACL that cannot be stored.
+    #[error("{0}")]
+    BadAcl(String),
     /// A topic needs at least one partition.
     #[error("a topic needs at least one partition")]
     NoPartitions,
@@ -344,6 +361,19 @@ impl ClusterMetadata {
                 partition,
                 target,
             } => self.alter_reassignment(topic, *partition, target.as_deref()),
+            Command::CreateAcls { acls } => {
+                for acl in acls {
+                    acl.validate().map_err(|e| Refused::BadAcl(e.to_string()))?;
+                }
+                self.acls.extend(acls.iter().cloned());
+                Ok(Vec::new())
+            }
+            Command::DeleteAcls { acls } => {
+                for acl in acls {
+                    self.acls.remove(acl);
+                }
+                Ok(Vec::new())
+            }
         }
     }
 
@@ -1183,5 +1213,49 @@ mod tests {
         let json = serde_json::to_vec(&md).unwrap();
         let back: ClusterMetadata = serde_json::from_slice(&json).unwrap();
         assert_eq!(back, md);
+    }
+
+    #[test]
+    fn acls_are_added_and_removed_whole_and_survive_a_snapshot() {
+        use crate::security::acl::{Operation, Pattern, Permission, ResourceType};
+        let acl = |principal: &str, op| Acl {
+            principal: principal.into(),
+            resource_type: ResourceType::Topic,
+            pattern: Pattern::Prefixed("orders".into()),
+            operation: op,
+            permission: Permission::Allow,
+        };
+        let mut md = ClusterMetadata::default();
+        let (read, write) = (
+            acl("User:a", Operation::Read),
+            acl("User:a", Operation::Write),
+        );
+        md.apply(&Command::CreateAcls {
+            acls: vec![read.clone(), write.clone(), read.clone()],
+        })
+        .unwrap();
+        assert_eq!(md.acls, [read.clone(), write.clone()].into());
+        // One invalid ACL refuses the whole command.
+        let err = md
+            .apply(&Command::CreateAcls {
+                acls: vec![acl("User:b", Operation::Read), acl("bob", Operation::Read)],
+            })
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Refused::BadAcl("principal \"bob\" is not User:<name> (User:* for everyone)".into())
+        );
+        assert_eq!(md.acls.len(), 2);
+        md.apply(&Command::DeleteAcls {
+            acls: vec![write, acl("User:nobody", Operation::Read)],
+        })
+        .unwrap();
+        assert_eq!(md.acls, [read].into());
+        let back: ClusterMetadata =
+            serde_json::from_slice(&serde_json::to_vec(&md).unwrap()).unwrap();
+        assert_eq!(back, md);
+        // Metadata written before ACLs existed reads with none.
+        let old: ClusterMetadata = serde_json::from_str(r#"{"brokers":{},"topics":{}}"#).unwrap();
+        assert!(old.acls.is_empty());
     }
 }

@@ -7,6 +7,7 @@
 //! - [`peer_endpoint`]: how this broker reaches another one (plain or TLS, by the same
 //!   settings).
 
+pub mod acl;
 pub mod auth;
 pub mod tls;
 
