@@ -758,3 +758,26 @@ async fn without_required_a_request_without_credentials_is_anonymous_but_a_bad_t
     let status = metadata_status(&broker.addr(), &expired).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn an_oversized_token_is_refused_and_the_broker_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = jwt_broker(dir.path(), true).await;
+    // 64 KiB: far above the HTTP/2 header list limit.
+    let huge = Security::plaintext()
+        .with_token(&"x".repeat(64 << 10))
+        .unwrap();
+    let err = tokio::time::timeout(
+        Duration::from_secs(15),
+        metadata_status(&broker.addr(), &huge),
+    )
+    .await
+    .expect("refused at once")
+    .unwrap_err();
+    // The broker's HTTP/2 layer refuses the header block before any handler runs.
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    let good = Security::plaintext()
+        .with_token(&token("alice", "brook", 600, SECRET))
+        .unwrap();
+    metadata_status(&broker.addr(), &good).await.unwrap();
+}
