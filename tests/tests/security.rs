@@ -377,7 +377,7 @@ async fn a_replaced_certificate_is_served_after_the_polling_interval() {
 }
 
 /// A one-broker cluster process with mutual TLS, reloading only on SIGHUP.
-fn tls_process(dir: &Path, ca: &Ca, live: &CertFiles) -> Cluster {
+fn tls_process(ca: &Ca, live: &CertFiles) -> Cluster {
     let env = [
         ("BROOK_TLS_CERT_FILE", live.cert.to_str().unwrap()),
         ("BROOK_TLS_KEY_FILE", live.key.to_str().unwrap()),
@@ -386,7 +386,6 @@ fn tls_process(dir: &Path, ca: &Ca, live: &CertFiles) -> Cluster {
         ("BROOK_TLS_RELOAD_INTERVAL_MS", "0"),
     ];
     let admin = ca.issue(&Leaf::loopback("admin"));
-    let _ = dir;
     Cluster::start_configured(1, &env, &[], with_cert(ca, &admin))
 }
 
@@ -403,7 +402,7 @@ async fn sighup_reloads_and_a_mismatched_key_keeps_the_old_pair() {
         key: dir.path().join("live.key"),
     };
     replace_files(&live, &first);
-    let cluster = tls_process(dir.path(), &ca, &live);
+    let cluster = tls_process(&ca, &live);
     let addr = cluster.node(1).grpc.clone();
     let pid = cluster.pid(1).unwrap() as i32;
     cluster
@@ -462,7 +461,7 @@ async fn plain_text_on_the_tls_port_is_closed_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "main");
     let live = ca.issue(&Leaf::loopback("broker"));
-    let cluster = tls_process(dir.path(), &ca, &live);
+    let cluster = tls_process(&ca, &live);
     let addr = cluster.node(1).grpc.clone();
     cluster
         .wait_metadata(1, "the broker registered", Duration::from_secs(20), |m| {
@@ -512,7 +511,7 @@ fn node_certificates(certs: &[(i32, CertFiles)]) -> Vec<(i32, &'static str, Stri
     env
 }
 
-fn start_mtls_cluster(ca: &Ca, nodes: &[(i32, CertFiles, &Path)], admin: Security) -> Cluster {
+fn start_mtls_cluster(nodes: &[(i32, CertFiles, &Path)], admin: Security) -> Cluster {
     let mut node_env = node_certificates(
         &(nodes.iter())
             .map(|(id, files, _)| (*id, files.clone()))
@@ -532,7 +531,6 @@ fn start_mtls_cluster(ca: &Ca, nodes: &[(i32, CertFiles, &Path)], admin: Securit
         ("BROOK_TLS_CLIENT_AUTH", "required"),
         ("BROOK_CLUSTER_SESSION_TIMEOUT_MS", "2000"),
     ];
-    let _ = ca;
     Cluster::start_configured(nodes.len(), &env, &node_env, admin)
 }
 
@@ -549,7 +547,7 @@ async fn a_cluster_replicates_over_mutual_tls() {
         })
         .collect();
     let admin = with_cert(&ca, &ca.issue(&Leaf::loopback("admin")));
-    let cluster = start_mtls_cluster(&ca, &nodes, admin);
+    let cluster = start_mtls_cluster(&nodes, admin);
     cluster
         .wait_metadata(1, "three live brokers", PATIENCE, |m| m.brokers.len() == 3)
         .await;
@@ -605,7 +603,7 @@ async fn a_broker_with_a_foreign_certificate_cannot_join_or_replicate() {
         ),
     ];
     let admin = with_cert(&ca, &ca.issue(&Leaf::loopback("admin")));
-    let cluster = start_mtls_cluster(&ca, &nodes, admin);
+    let cluster = start_mtls_cluster(&nodes, admin);
     cluster
         .wait_metadata(1, "brokers 1 and 2", PATIENCE, |m| m.brokers.len() == 2)
         .await;
