@@ -295,6 +295,42 @@ impl Cluster {
             .map_err(|e| format!("broker {id}: {e}"))
     }
 
+    /// [`Cluster::read_partition`] from whichever broker leads `topic`-`partition` by broker
+    /// `via`'s metadata, asking again while leadership is still settling (a read that meets
+    /// NOT_LEADER), for at most `limit`.
+    pub async fn read_partition_from_leader(
+        &self,
+        via: i32,
+        topic: &str,
+        partition: u32,
+        limit: Duration,
+    ) -> Result<(Vec<(i64, String)>, i64), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let leader = self.metadata(via).await.ok().and_then(|m| {
+                let t = m.topics.into_iter().find(|t| t.name == topic)?;
+                let p = t
+                    .partitions
+                    .into_iter()
+                    .find(|p| p.partition == partition)?;
+                (p.leader > 0).then_some(p.leader)
+            });
+            let outcome = match leader {
+                Some(leader) => self.read_partition(leader, topic, partition).await,
+                None => Err(format!("{topic}-{partition} has no leader yet")),
+            };
+            match outcome {
+                Err(e)
+                    if (e.contains("NotLeader") || e.contains("no leader yet"))
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Broker `id`'s `/metrics` text.
     pub async fn metrics(&self, id: i32) -> std::io::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1485,7 +1485,7 @@ async fn reassignments_wait_for_their_replicas_and_can_be_cancelled() {
         .copied()
         .filter(|id| *id != newcomer)
         .collect();
-    let m = cluster
+    cluster
         .wait_metadata(via, "the original replicas back", PATIENCE, |m| {
             replicas(m)[0] == back && partitions(m)[0].0 > 0 && partitions(m)[0].1 == 3
         })
@@ -1496,7 +1496,7 @@ async fn reassignments_wait_for_their_replicas_and_can_be_cancelled() {
         .unwrap();
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
     let (records, _) = cluster
-        .read_partition(partitions(&m)[0].0, TOPIC, 0)
+        .read_partition_from_leader(via, TOPIC, 0, PATIENCE)
         .await
         .unwrap();
     let stored: Vec<&str> = records.iter().map(|(_, v)| v.as_str()).collect();
@@ -1521,13 +1521,13 @@ async fn reassignments_wait_for_their_replicas_and_can_be_cancelled() {
         String::from_utf8(out).unwrap(),
         format!("{TOPIC}-0: moving\ndone\n")
     );
-    let m = cluster
+    cluster
         .wait_metadata(via, "the move applied", PATIENCE, |m| {
             healthy(m) && replicas(m)[0] == target
         })
         .await;
     let (records, _) = cluster
-        .read_partition(partitions(&m)[0].0, TOPIC, 0)
+        .read_partition_from_leader(via, TOPIC, 0, PATIENCE)
         .await
         .unwrap();
     let moved: Vec<&str> = records.iter().map(|(_, v)| v.as_str()).collect();
