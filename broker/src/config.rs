@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::log::{ConfigError, LogConfig};
 
 /// The sections of the file, which are also the `<SECTION>` of an environment override.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "log",
     "retention",
@@ -28,6 +28,7 @@ const SECTIONS: [&str; 8] = [
     "cluster",
     "tls",
     "auth",
+    "authorization",
     "logging",
 ];
 
@@ -58,6 +59,8 @@ pub struct BrokerConfig {
     pub tls: TlsConfig,
     /// Who requests come from: bearer tokens and client certificates (docs/security.md).
     pub auth: AuthConfig,
+    /// What each principal may do: ACLs, super-users, the audit log (docs/security.md).
+    pub authorization: AuthorizationConfig,
     /// The broker's own diagnostic output (tracing).
     pub logging: LoggingConfig,
 }
@@ -382,6 +385,85 @@ impl AuthConfig {
     }
 }
 
+/// Authorization (docs/security.md): once enabled, a request runs only if an ACL allows its
+/// principal the operation on every resource it touches, or the principal is a super-user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// Check every request against the ACLs and deny what none allows (default false: every
+    /// authenticated request runs).
+    pub enabled: bool,
+    /// Principals allowed everything, `User:<name>` separated by semicolons (Kafka's
+    /// `super.users`; a certificate's DN may hold commas), e.g. `"User:admin;User:broker-1"`.
+    /// Required with `enabled`: somebody has to grant the first ACL. In a cluster the brokers'
+    /// own certificate principals belong here (or get `cluster_action` on the cluster).
+    pub super_users: String,
+    /// Where denials (and ACL changes) are written, one JSON object per line (default empty:
+    /// `<data_dir>/audit.log`).
+    pub audit_log: PathBuf,
+    /// Size at which the audit log is rotated to `<audit_log>.1`, replacing the previous one,
+    /// bytes (default 100 MiB; 4 KiB..=1 TiB).
+    pub audit_log_max_bytes: u64,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        AuthorizationConfig {
+            enabled: false,
+            super_users: String::new(),
+            audit_log: PathBuf::new(),
+            audit_log_max_bytes: 100 << 20,
+        }
+    }
+}
+
+impl AuthorizationConfig {
+    /// The super-users, each checked to be `User:<name>`.
+    pub fn super_users(&self) -> Result<Vec<String>, BrokerConfigError> {
+        let mut out = Vec::new();
+        for entry in self.super_users.split(';').map(str::trim) {
+            if entry.is_empty() {
+                continue;
+            }
+            match entry.strip_prefix("User:") {
+                Some(name) if !name.is_empty() && name != "*" => out.push(entry.to_string()),
+                _ => {
+                    return Err(BrokerConfigError::Authorization {
+                        reason: format!(
+                            "super_users entry {entry:?} is not User:<name> (entries are separated by semicolons)"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The audit log's path: `audit_log`, or `<data_dir>/audit.log`.
+    pub fn audit_log_path(&self, data_dir: &Path) -> PathBuf {
+        if self.audit_log.as_os_str().is_empty() {
+            data_dir.join("audit.log")
+        } else {
+            self.audit_log.clone()
+        }
+    }
+
+    fn validate(&self, tls: &TlsConfig, in_cluster: bool) -> Result<(), BrokerConfigError> {
+        let super_users = self.super_users()?;
+        let mtls = tls.enabled() && tls.client_auth == ClientAuth::Required;
+        let reason = if self.enabled && super_users.is_empty() {
+            "enabled = true needs super_users: without a super-user nobody could grant the first ACL"
+        } else if self.enabled && in_cluster && !mtls {
+            "enabled = true in a cluster needs tls.client_auth = \"required\": brokers are authorized by their certificates' principals"
+        } else {
+            return Ok(());
+        };
+        Err(BrokerConfigError::Authorization {
+            reason: reason.to_string(),
+        })
+    }
+}
+
 /// Whether TLS clients must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -561,6 +643,12 @@ pub enum BrokerConfigError {
         /// What is missing or contradictory, naming the settings.
         reason: String,
     },
+    /// Authorization settings that do not go together.
+    #[error("[authorization] {reason}")]
+    Authorization {
+        /// What is missing or contradictory, naming the settings.
+        reason: String,
+    },
     /// `logging.level` is not a valid filter directive string.
     #[error("logging.level = {value:?} is not a valid filter: {source}")]
     LoggingLevel {
@@ -651,7 +739,7 @@ impl BrokerConfig {
         #[rustfmt::skip]
         let g = &self.groups;
         let c = &self.cluster;
-        let ranges: [(&'static str, i128, i128, i128); 22] = [
+        let ranges: [(&'static str, i128, i128, i128); 23] = [
             ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
             (
                 "server.max_request_bytes",
@@ -769,6 +857,12 @@ impl BrokerConfig {
                 hour,
             ),
             ("auth.jwt_leeway_s", self.auth.jwt_leeway_s.into(), 0, 300),
+            (
+                "authorization.audit_log_max_bytes",
+                self.authorization.audit_log_max_bytes.into(),
+                4 * kib,
+                1024 * gib,
+            ),
         ];
         for (name, value, min, max) in ranges {
             check(name, value, min, max)?;
@@ -804,6 +898,7 @@ impl BrokerConfig {
         }
         self.tls.validate(!voters.is_empty())?;
         self.auth.validate(&self.tls, !voters.is_empty())?;
+        (self.authorization).validate(&self.tls, !voters.is_empty())?;
         if let Err(source) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(BrokerConfigError::LoggingLevel {
                 value: self.logging.level.clone(),
@@ -1047,6 +1142,12 @@ jwt_audience = "brook"
 jwt_issuer = "https://id.example"
 jwt_leeway_s = 5
 
+[authorization]
+enabled = true
+super_users = "User:admin; User:broker-7"
+audit_log = "/var/log/brook/audit.log"
+audit_log_max_bytes = 1048576
+
 [logging]
 format = "json"
 level = "warn,brook_broker=debug"
@@ -1111,6 +1212,12 @@ level = "warn,brook_broker=debug"
                 jwt_audience: "brook".into(),
                 jwt_issuer: "https://id.example".into(),
                 jwt_leeway_s: 5,
+            },
+            authorization: AuthorizationConfig {
+                enabled: true,
+                super_users: "User:admin; User:broker-7".into(),
+                audit_log: PathBuf::from("/var/log/brook/audit.log"),
+                audit_log_max_bytes: 1 << 20,
             },
             logging: LoggingConfig {
                 format: LogFormat::Json,
@@ -1245,7 +1352,7 @@ level = "warn,brook_broker=debug"
         assert_eq!(line_of(source, text), 1);
         assert_eq!(
             toml_message(source),
-            "unknown field `servre`, expected one of `server`, `log`, `retention`, `groups`, `cluster`, `tls`, `auth`, `logging`"
+            "unknown field `servre`, expected one of `server`, `log`, `retention`, `groups`, `cluster`, `tls`, `auth`, `authorization`, `logging`"
         );
     }
 
@@ -1642,6 +1749,61 @@ level = "warn,brook_broker=debug"
         mtls.tls.client_auth = ClientAuth::Required;
         mtls.cluster.voters = "1@127.0.0.1:7400".into();
         mtls.validate().unwrap();
+    }
+
+    #[test]
+    fn authorization_settings_that_do_not_go_together_are_refused() {
+        let reason = |f: &dyn Fn(&mut BrokerConfig)| {
+            let mut c = BrokerConfig::default();
+            f(&mut c);
+            match c.validate() {
+                Err(BrokerConfigError::Authorization { reason }) => reason,
+                other => panic!("expected an [authorization] error, got {other:?}"),
+            }
+        };
+        assert_eq!(
+            reason(&|c| c.authorization.enabled = true),
+            "enabled = true needs super_users: without a super-user nobody could grant the first ACL"
+        );
+        for bad in ["admin", "User:", "User:*", "User:a;Group:b"] {
+            let entry = bad.rsplit(';').next().unwrap();
+            assert_eq!(
+                reason(&|c| c.authorization.super_users = bad.into()),
+                format!(
+                    "super_users entry {entry:?} is not User:<name> (entries are separated by semicolons)"
+                )
+            );
+        }
+        assert_eq!(
+            reason(&|c| {
+                c.authorization.enabled = true;
+                c.authorization.super_users = "User:admin".into();
+                c.cluster.voters = "1@127.0.0.1:7400".into();
+            }),
+            "enabled = true in a cluster needs tls.client_auth = \"required\": brokers are authorized by their certificates' principals"
+        );
+        let mut c = BrokerConfig::default();
+        c.authorization.enabled = true;
+        c.authorization.super_users = " User:admin ;; User:CN=b,O=x ".into();
+        c.validate().unwrap();
+        assert_eq!(
+            c.authorization.super_users().unwrap(),
+            ["User:admin", "User:CN=b,O=x"]
+        );
+        assert_eq!(
+            c.authorization.audit_log_path(Path::new("d")),
+            Path::new("d/audit.log")
+        );
+        c.authorization.audit_log_max_bytes = 100;
+        assert!(matches!(
+            c.validate(),
+            Err(BrokerConfigError::OutOfRange {
+                name: "authorization.audit_log_max_bytes",
+                value: 100,
+                min: 4096,
+                max: 1_099_511_627_776,
+            })
+        ));
     }
 
     #[test]

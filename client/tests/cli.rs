@@ -1173,24 +1173,37 @@ async fn tls_options_reach_a_tls_broker_and_plain_text_does_not() {
     broker.stop().await;
 }
 
-#[tokio::test]
-async fn a_token_file_authenticates_to_a_broker_that_requires_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = "cli-test-secret-0123456789abcdef";
-    let secret_file = dir.path().join("jwt.secret");
-    std::fs::write(&secret_file, secret).unwrap();
+/// The HS256 secret of the token tests (32 bytes).
+const JWT_SECRET: &str = "cli-test-secret-0123456789abcdef";
+
+/// A broker configuration that requires HS256 tokens signed with [`JWT_SECRET`] (its file
+/// written into `dir`), audience `brook`.
+fn token_config(dir: &std::path::Path) -> BrokerConfig {
+    let secret_file = dir.join("jwt.secret");
+    std::fs::write(&secret_file, JWT_SECRET).unwrap();
     let mut config = BrokerConfig::default();
     config.auth.required = true;
     config.auth.jwt_hs256_secret_file = secret_file;
     config.auth.jwt_audience = "brook".into();
-    let broker = TestBroker::start_with(config).await;
+    config
+}
+
+/// A token for `sub`, valid for ten minutes.
+fn token_for(sub: &str) -> String {
     let exp = jsonwebtoken::get_current_timestamp() + 600;
-    let token = jsonwebtoken::encode(
+    jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({ "sub": "cli", "aud": "brook", "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        &serde_json::json!({ "sub": sub, "aud": "brook", "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_file_authenticates_to_a_broker_that_requires_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(token_config(dir.path())).await;
+    let token = token_for("cli");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let token_file = token_file.to_str().unwrap().to_string();
@@ -1207,7 +1220,7 @@ async fn a_token_file_authenticates_to_a_broker_that_requires_one() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "created topic t with 1 partitions\n");
     let (code, _, stderr) = brook_async(args(&["topic", "list"]), Vec::new()).await;
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 4, "{stderr}");
     assert!(
         stderr.contains(
             "authentication required: send a bearer token or connect with a client certificate"
@@ -1220,5 +1233,170 @@ async fn a_token_file_authenticates_to_a_broker_that_requires_one() {
     )
     .await;
     assert_eq!(code, 2, "{stderr}");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn acl_add_list_and_remove_manage_who_may_do_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = token_config(dir.path());
+    config.authorization.enabled = true;
+    config.authorization.super_users = "User:admin".into();
+    let broker = TestBroker::start_with(config).await;
+    let (admin, alice) = (token_for("admin"), token_for("alice"));
+    let run = |who: &str, rest: &[&str]| {
+        let mut args = vec![
+            "-b".to_string(),
+            broker.addr(),
+            "--token".into(),
+            who.into(),
+        ];
+        args.extend(rest.iter().map(|s| s.to_string()));
+        brook_async(args, b"x\n".to_vec())
+    };
+    let (code, _, stderr) = run(&admin, &["topic", "create", "orders"]).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    let add = [
+        "acl",
+        "add",
+        "--principal",
+        "User:alice",
+        "--topic",
+        "orders",
+        "-o",
+        "write",
+        "-o",
+        "describe",
+    ];
+    let (code, stdout, stderr) = run(&admin, &add).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "User:alice\tallow\twrite\ttopic\tliteral\torders\n\
+         User:alice\tallow\tdescribe\ttopic\tliteral\torders\n"
+    );
+    let prefixed = [
+        "acl",
+        "add",
+        "--principal",
+        "User:etl",
+        "--topic",
+        "logs-",
+        "--prefixed",
+        "-o",
+        "read",
+    ];
+    assert_eq!(run(&admin, &prefixed).await.0, 0);
+    let (code, stdout, _) = run(&admin, &["acl", "list"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout,
+        "User:alice\tallow\twrite\ttopic\tliteral\torders\n\
+         User:alice\tallow\tdescribe\ttopic\tliteral\torders\n\
+         User:etl\tallow\tread\ttopic\tprefixed\tlogs-\n"
+    );
+    let (_, stdout, _) = run(&admin, &["acl", "list", "--topic", "logs-web"]).await;
+    assert_eq!(stdout, "User:etl\tallow\tread\ttopic\tprefixed\tlogs-\n");
+
+    // Alice writes her topic; creating one, or managing ACLs, exits 4 with the reason.
+    let (code, _, stderr) = run(&alice, &["produce", "orders"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr, "produced 1 records\n");
+    let (code, _, stderr) = run(&alice, &["topic", "create", "other"]).await;
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("User:alice may not create topic \"other\": no ACL allows it"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&alice, &["acl", "list"]).await;
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("User:alice may not describe cluster \"cluster\": no ACL allows it"),
+        "{stderr}"
+    );
+
+    // Usage errors (exit 2) are found before connecting; the broker checks the rest (exit 1).
+    for usage in [
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:b",
+            "--topic",
+            "t",
+            "-o",
+            "fly",
+        ][..],
+        &["acl", "add", "--principal", "User:b", "-o", "read"],
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:b",
+            "--topic",
+            "t",
+            "--group",
+            "g",
+            "-o",
+            "read",
+        ],
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:b",
+            "--cluster",
+            "--prefixed",
+            "-o",
+            "admin",
+        ],
+        &["acl", "remove", "--topic", "t", "-o", "read"],
+    ] {
+        let (code, _, stderr) = run(&admin, usage).await;
+        assert_eq!(code, 2, "{usage:?}: {stderr}");
+    }
+    let bad = [
+        "acl",
+        "add",
+        "--principal",
+        "bob",
+        "--topic",
+        "t",
+        "-o",
+        "read",
+    ];
+    let (code, _, stderr) = run(&admin, &bad).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("ACL 0: principal \"bob\" is not User:<name> (User:* for everyone)"),
+        "{stderr}"
+    );
+    let wrong_type = [
+        "acl",
+        "add",
+        "--principal",
+        "User:b",
+        "--cluster",
+        "-o",
+        "read",
+    ];
+    let (code, _, stderr) = run(&admin, &wrong_type).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("operation read does not apply to cluster resources"),
+        "{stderr}"
+    );
+
+    // Removing prints what was removed; alice can no longer write.
+    let mut remove = add;
+    remove[1] = "remove";
+    let (code, stdout, _) = run(&admin, &remove).await;
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    let (_, stdout, _) = run(&admin, &remove).await;
+    assert_eq!(stdout, "");
+    let (code, _, stderr) = run(&alice, &["produce", "orders"]).await;
+    assert_eq!(code, 4, "{stderr}");
     broker.stop().await;
 }

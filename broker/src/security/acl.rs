@@ -83,7 +83,8 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    fn matches(&self, name: &str) -> bool {
+    /// Whether `name` is one of the names this pattern selects.
+    pub fn matches(&self, name: &str) -> bool {
         match self {
             Pattern::Literal(literal) => literal == "*" || literal == name,
             Pattern::Prefixed(prefix) => name.starts_with(prefix.as_str()),
@@ -216,6 +217,54 @@ impl Acl {
     }
 }
 
+/// The decision for `principal` doing `operation` on `resource` (its type and name), with
+/// `super_users` allowed everything: [`Acls::authorize`] over sets held elsewhere (the
+/// cluster metadata's).
+pub fn decide(
+    super_users: &BTreeSet<String>,
+    acls: &BTreeSet<Acl>,
+    principal: &Principal,
+    operation: Operation,
+    resource: (ResourceType, &str),
+) -> Decision {
+    if super_users.contains(principal.as_str()) {
+        return Decision::SuperUser;
+    }
+    let mut allowed = false;
+    for acl in acls {
+        if acl.covers(principal, operation, resource) {
+            match acl.permission {
+                Permission::Deny => return Decision::Denied,
+                Permission::Allow => allowed = true,
+            }
+        }
+    }
+    if allowed {
+        Decision::Allowed
+    } else {
+        Decision::NoMatch
+    }
+}
+
+/// Whether `principal` is a super-user or some ALLOW grants it `operation` on resources of
+/// `resource_type` (any name): Kafka's test for an idempotent producer, which needs Write on
+/// some topic. DENYs are not weighed here; each produce still checks its topics.
+pub fn allows_some(
+    super_users: &BTreeSet<String>,
+    acls: &BTreeSet<Acl>,
+    principal: &Principal,
+    operation: Operation,
+    resource_type: ResourceType,
+) -> bool {
+    super_users.contains(principal.as_str())
+        || acls.iter().any(|acl| {
+            acl.permission == Permission::Allow
+                && (acl.principal == principal.as_str() || acl.principal == "User:*")
+                && acl.resource_type == resource_type
+                && (acl.operation == Operation::All || acl.operation == operation)
+        })
+}
+
 /// The outcome of [`Acls::authorize`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -264,23 +313,13 @@ impl Acls {
         resource_type: ResourceType,
         name: &str,
     ) -> Decision {
-        if self.super_users.contains(principal.as_str()) {
-            return Decision::SuperUser;
-        }
-        let mut allowed = false;
-        for acl in &self.acls {
-            if acl.covers(principal, operation, (resource_type, name)) {
-                match acl.permission {
-                    Permission::Deny => return Decision::Denied,
-                    Permission::Allow => allowed = true,
-                }
-            }
-        }
-        if allowed {
-            Decision::Allowed
-        } else {
-            Decision::NoMatch
-        }
+        decide(
+            &self.super_users,
+            &self.acls,
+            principal,
+            operation,
+            (resource_type, name),
+        )
     }
 
     /// Every ACL, in a stable order.
@@ -374,6 +413,25 @@ mod tests {
             acls.authorize(&Principal::anonymous(), Describe, Topic, "t"),
             Decision::NoMatch
         );
+    }
+
+    #[test]
+    fn allows_some_asks_for_an_allow_of_the_operation_on_any_name() {
+        let supers: BTreeSet<String> = ["User:admin".to_string()].into();
+        let acls: BTreeSet<Acl> = [
+            acl("User:a", Topic, Pattern::Prefixed("x".into()), Write, Allow),
+            acl("User:b", Topic, lit("t"), Read, Allow),
+            acl("User:c", Topic, lit("t"), Write, Deny),
+            acl("User:*", Group, lit("g"), All, Allow),
+        ]
+        .into();
+        let some = |who: &str, op, rt| allows_some(&supers, &acls, &Principal::user(who), op, rt);
+        assert!(some("a", Write, Topic));
+        assert!(!some("b", Write, Topic));
+        assert!(!some("c", Write, Topic));
+        assert!(some("admin", Write, Topic));
+        assert!(some("anyone", Read, Group));
+        assert!(!some("anyone", Read, Topic));
     }
 
     #[test]

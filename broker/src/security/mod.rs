@@ -4,11 +4,13 @@
 //! - [`tls`]: the `[tls]` files as rustls configurations, reloaded on change or SIGHUP.
 //! - [`auth`]: a request's [`Principal`] from its bearer token or client certificate;
 //!   [`authenticate`] runs it in front of every gRPC service.
+//! - [`authz`]: what each principal may do, by the ACLs; denials counted and audited.
 //! - [`peer_endpoint`]: how this broker reaches another one (plain or TLS, by the same
 //!   settings).
 
 pub mod acl;
 pub mod auth;
+pub mod authz;
 pub mod tls;
 
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
 pub use auth::{AuthError, Authenticator, Principal, Rejection};
+pub use authz::{Authorizer, Caller, LocalAcls};
 pub use tls::{Tls, TlsError};
 
 use crate::server::incoming::PeerInfo;

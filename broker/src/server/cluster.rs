@@ -28,6 +28,7 @@ use crate::log::topic_config::{TopicConfigError, replication_settings};
 use crate::partition::{AdminError, IsrProposal, Partition, Registry, is_internal};
 use crate::replication::{NodeId, ReplicationConfig};
 use crate::security::Tls;
+use crate::security::acl::Acl;
 use crate::server::BrokerContext;
 use crate::server::replica_fetcher::{self, FetchTarget};
 
@@ -703,6 +704,47 @@ impl ClusterRole {
         })
         .await?;
         self.wait_local(registry, name, false).await
+    }
+
+    /// Adds ACLs (each valid) through the controller and waits until this broker applies them.
+    pub async fn create_acls(&self, acls: Vec<Acl>) -> Result<(), AdminError> {
+        let wanted = acls.clone();
+        self.submit(Command::CreateAcls { acls }).await?;
+        self.wait_acls(|m| wanted.iter().all(|a| m.acls.contains(a)))
+            .await
+    }
+
+    /// Removes ACLs through the controller and waits until this broker applies it; returns
+    /// those this broker held before.
+    pub async fn delete_acls(&self, acls: Vec<Acl>) -> Result<Vec<Acl>, AdminError> {
+        let held: Vec<Acl> = (self.controller).with_metadata(|m| {
+            acls.iter()
+                .filter(|a| m.acls.contains(a))
+                .cloned()
+                .collect()
+        });
+        let gone = acls.clone();
+        self.submit(Command::DeleteAcls { acls }).await?;
+        self.wait_acls(|m| gone.iter().all(|a| !m.acls.contains(a)))
+            .await?;
+        Ok(held)
+    }
+
+    async fn wait_acls(&self, done: impl Fn(&ClusterMetadata) -> bool) -> Result<(), AdminError> {
+        let deadline = tokio::time::Instant::now() + ADMIN_PATIENCE;
+        while !self.controller.with_metadata(&done) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AdminError::Cluster {
+                    reason: format!(
+                        "the controller accepted the ACL change but it did not reach broker {} within {} ms",
+                        self.node_id,
+                        ADMIN_PATIENCE.as_millis()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     async fn submit(&self, command: Command) -> Result<(), AdminError> {

@@ -12,6 +12,7 @@
 //! [`start`] takes its shutdown signal as an argument, so tests run brokers in-process on
 //! port 0 and stop them at will; the binary wires it to SIGINT and SIGTERM.
 
+mod access;
 pub mod cluster;
 pub mod grpc;
 mod http;
@@ -36,8 +37,10 @@ use crate::config::{BrokerConfig, BrokerConfigError};
 use crate::group::{Coordinator, GroupConfig, OffsetStoreError};
 use crate::log::LogError;
 use crate::partition::{ProducerIds, Registry, RegistryError};
+use crate::security::acl::Operation;
+use crate::security::authz::AclStoreError;
 use crate::security::tls::Listener;
-use crate::security::{self, AuthError, Authenticator, Tls, TlsError};
+use crate::security::{self, AuthError, Authenticator, Authorizer, LocalAcls, Tls, TlsError};
 use brook_proto::v1::groups_server::GroupsServer;
 use cluster::ClusterRole;
 use grpc::{AdminService, BrokerService, GroupsService};
@@ -75,6 +78,10 @@ pub struct BrokerContext {
     pub tls: Option<Arc<Tls>>,
     /// Turns each request's credentials into its principal.
     pub authenticator: Arc<Authenticator>,
+    /// Decides what each principal may do.
+    pub authorizer: Arc<Authorizer>,
+    /// The ACLs of a broker that runs alone; `None` in a cluster (they are in its metadata).
+    pub local_acls: Option<LocalAcls>,
 }
 
 /// Why the broker could not start or stopped with an error.
@@ -103,6 +110,9 @@ pub enum ServerError {
     /// The `[auth]` key files could not be loaded.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The ACL file could not be read.
+    #[error(transparent)]
+    Acls(#[from] AclStoreError),
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -188,6 +198,12 @@ pub async fn start(
     let coordinator = Coordinator::open(&registry, group_config, commit_timeout, alone).await?;
     let tls = Tls::load(&config.tls)?.map(Arc::new);
     let authenticator = Arc::new(Authenticator::load(&config.auth)?);
+    let data_dir = &config.server.data_dir;
+    let authorizer = Arc::new(Authorizer::new(&config.authorization, data_dir)?);
+    let local_acls = match alone {
+        true => Some(LocalAcls::open(data_dir)?),
+        false => None,
+    };
     let cluster = match ClusterRole::start(&config, tls.clone()).await? {
         Some(role) => {
             let topics = cluster::standalone_topics(&registry);
@@ -227,6 +243,8 @@ pub async fn start(
         cluster,
         tls,
         authenticator,
+        authorizer,
+        local_acls,
     });
     let task = tokio::spawn(serve(ctx.clone(), grpc_listener, http_listener));
     tracing::info!(grpc = %grpc_addr, http = %http_addr, cluster_id = ctx.registry.cluster_id(), tls = ctx.tls.is_some(), "broker started");
@@ -277,24 +295,35 @@ async fn serve(
         .max_decoding_message_size(server.max_request_bytes);
     // Every service but health (probes) authenticates its requests first.
     let authn = security::authenticate(ctx.authenticator.clone());
+    // The quorum, heartbeats and forwarded commands: ClusterAction, which brokers have.
+    let brokers_only = {
+        let (ctx, mut authn) = (ctx.clone(), authn.clone());
+        move |request: tonic::Request<()>| {
+            let request = authn(request)?;
+            let caller = security::Caller::of(&request);
+            ctx.authorize_cluster(&caller, "ControllerQuorum", Operation::ClusterAction)?;
+            Ok(request)
+        }
+    };
     // Batches are large: big HTTP/2 windows and frames keep a 1 MB produce from crawling
     // through 64 KiB windows and 16 KiB frames.
-    let grpc = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
-        .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
-        .max_frame_size(Some(HTTP2_MAX_FRAME))
-        .add_service(health_service)
-        .add_service(InterceptedService::new(broker, authn.clone()))
-        .add_service(InterceptedService::new(admin, authn.clone()))
-        .add_service(InterceptedService::new(groups, authn.clone()))
-        .add_optional_service((ctx.cluster.as_ref()).map(|c| {
-            InterceptedService::new(c.controller().service().into_server(), authn.clone())
-        }))
-        .serve_with_incoming_shutdown(
-            incoming::stream(grpc_conns),
-            shutdown.clone().cancelled_owned(),
-        );
+    let grpc =
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
+            .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
+            .max_frame_size(Some(HTTP2_MAX_FRAME))
+            .add_service(health_service)
+            .add_service(InterceptedService::new(broker, authn.clone()))
+            .add_service(InterceptedService::new(admin, authn.clone()))
+            .add_service(InterceptedService::new(groups, authn.clone()))
+            .add_optional_service((ctx.cluster.as_ref()).map(|c| {
+                InterceptedService::new(c.controller().service().into_server(), brokers_only)
+            }))
+            .serve_with_incoming_shutdown(
+                incoming::stream(grpc_conns),
+                shutdown.clone().cancelled_owned(),
+            );
     let http = axum::serve(
         incoming::HttpListener::new(http_conns, http_addr),
         http::router(ctx.clone()),

@@ -160,6 +160,78 @@ pub enum Command {
     /// Consumer groups: list and describe
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Access control lists: add, remove and list who may do what
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+/// `brook acl ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum AclCommand {
+    /// Add ACLs: one per --operation; prints each as `acl list` does
+    Add(AclArgs),
+    /// Remove ACLs given as they were added; prints those that were there
+    Remove(AclArgs),
+    /// List ACLs: `PRINCIPAL<TAB>PERMISSION<TAB>OPERATION<TAB>RESOURCE_TYPE<TAB>PATTERN<TAB>NAME`
+    List(AclListArgs),
+}
+
+/// The operations an ACL can name.
+pub const ACL_OPERATIONS: [&str; 9] = [
+    "all",
+    "read",
+    "write",
+    "create",
+    "delete",
+    "describe",
+    "alter_configs",
+    "admin",
+    "cluster_action",
+];
+
+/// `brook acl add|remove`: who, what, on which resource.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("resource").required(true).args(["topic", "group", "cluster"])))]
+pub struct AclArgs {
+    /// The principal: `User:<name>`, or `User:*` for everyone
+    #[arg(long)]
+    pub principal: String,
+    /// The operation (repeatable)
+    #[arg(long = "operation", short = 'o', required = true, value_parser = clap::builder::PossibleValuesParser::new(ACL_OPERATIONS))]
+    pub operations: Vec<String>,
+    /// A topic name (`*` for every topic), or a prefix with --prefixed
+    #[arg(long, short = 't')]
+    pub topic: Option<String>,
+    /// A group id (`*` for every group), or a prefix with --prefixed
+    #[arg(long, short = 'g')]
+    pub group: Option<String>,
+    /// The cluster (admin, cluster_action, create, describe)
+    #[arg(long)]
+    pub cluster: bool,
+    /// The name is a prefix: the ACL covers every name that starts with it
+    #[arg(long, conflicts_with = "cluster")]
+    pub prefixed: bool,
+    /// Deny instead of allow (a matching deny beats any allow)
+    #[arg(long)]
+    pub deny: bool,
+}
+
+/// `brook acl list`: optional filters.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("resource").args(["topic", "group", "cluster"])))]
+pub struct AclListArgs {
+    /// Only this principal's ACLs
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only the ACLs that cover this topic
+    #[arg(long, short = 't')]
+    pub topic: Option<String>,
+    /// Only the ACLs that cover this group
+    #[arg(long, short = 'g')]
+    pub group: Option<String>,
+    /// Only the ACLs on the cluster
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// `brook group ...`

@@ -17,6 +17,9 @@ pub enum Exit {
     Usage,
     /// 3: the broker could not be reached, or the connection to it was lost.
     Unreachable,
+    /// 4: the broker refused who the request came from (UNAUTHENTICATED) or what it asked
+    /// (PERMISSION_DENIED).
+    Denied,
 }
 
 impl Exit {
@@ -27,6 +30,7 @@ impl Exit {
             Exit::Failed => 1,
             Exit::Usage => 2,
             Exit::Unreachable => 3,
+            Exit::Denied => 4,
         }
     }
 
@@ -40,6 +44,14 @@ impl Exit {
                     || crate::error::is_broken_connection(status) =>
             {
                 Exit::Unreachable
+            }
+            ClientError::Rpc(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                Exit::Denied
             }
             ClientError::InvalidAddress { .. } | ClientError::InvalidArgument(_) => Exit::Usage,
             ClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -108,6 +120,12 @@ mod tests {
             Exit::for_error(&ClientError::Rpc(tonic::Status::internal("bug"))).code(),
             1
         );
+        for denied in [
+            tonic::Status::unauthenticated("token expired"),
+            tonic::Status::permission_denied("User:a may not write topic \"t\""),
+        ] {
+            assert_eq!(Exit::for_error(&ClientError::Rpc(denied)).code(), 4);
+        }
         let pipe = ClientError::Io {
             context: "cannot write the output",
             source: std::io::ErrorKind::BrokenPipe.into(),

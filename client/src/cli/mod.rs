@@ -12,7 +12,8 @@
 //!                                                           ├─ produce    Metadata, Produce
 //!                                                           ├─ consume    Metadata, ListOffsets, Fetch
 //!                                                           ├─ cluster    Metadata
-//!                                                           └─ group::*   Groups service
+//!                                                           ├─ group::*   Groups service
+//!                                                           └─ acl::*     Admin service (ACLs)
 //! ```
 //!
 //! - [`args`]: the clap definitions and value parsers (`KEY=VALUE`, `--acks`).
@@ -21,6 +22,7 @@
 //! - [`router`]: partition leaders and connections to them.
 //! - [`exit`]: exit codes and error messages.
 
+pub mod acl;
 pub mod args;
 pub mod chunk;
 pub mod cluster;
@@ -38,8 +40,9 @@ use std::io::Write;
 use tokio::io::AsyncBufRead;
 
 pub use args::{
-    AckMode, AddPartitionsArgs, Cli, ClusterCommand, Command, ConfigEntry, ConsumeArgs,
-    GroupCommand, ProduceArgs, TopicAlterArgs, TopicCommand, TopicCreateArgs,
+    AckMode, AclArgs, AclCommand, AclListArgs, AddPartitionsArgs, Cli, ClusterCommand, Command,
+    ConfigEntry, ConsumeArgs, GroupCommand, ProduceArgs, TopicAlterArgs, TopicCommand,
+    TopicCreateArgs,
 };
 pub use cluster::cluster_status;
 pub use consume::consume;
@@ -105,6 +108,11 @@ where
         }
         Command::Group(GroupCommand::Describe { group }) => {
             group::describe_group(conn, group, out).await?
+        }
+        Command::Acl(AclCommand::Add(args)) => acl::add_acls(conn, args, out).await?,
+        Command::Acl(AclCommand::Remove(args)) => acl::remove_acls(conn, args, out).await?,
+        Command::Acl(AclCommand::List(args)) => {
+            acl::list_acls(conn, args, out).await?;
         }
     }
     out.flush().map_err(output_error)

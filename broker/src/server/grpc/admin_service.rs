@@ -10,6 +10,8 @@ use tonic::{Request, Response, Status};
 use super::error_code::admin_error_code;
 use crate::log::topic_config::{replication_settings, topic_configs};
 use crate::partition::{AdminError, TopicNameError, is_internal};
+use crate::security::Caller;
+use crate::security::acl::{Acl, CLUSTER, Operation, Pattern, ResourceType};
 use crate::server::BrokerContext;
 
 /// Implements `brook.v1.Admin`.
@@ -42,13 +44,164 @@ fn result(name: String, outcome: Result<(), AdminError>) -> TopicResult {
     }
 }
 
+/// Most ACLs one CreateAcls or DeleteAcls request takes.
+pub const MAX_ACLS_PER_REQUEST: usize = 1000;
+
+/// An ACL as the wire carries it, checked; the error names the field and the value.
+pub fn acl_from_wire(binding: &AclBinding) -> Result<Acl, String> {
+    let field = |name: &str, e: String| format!("{name} {e}");
+    let resource_type =
+        (binding.resource_type.parse::<ResourceType>()).map_err(|e| field("resource_type", e))?;
+    let name = binding.resource_name.clone();
+    let pattern = match binding.pattern_type.to_ascii_lowercase().as_str() {
+        "" | "literal" => Pattern::Literal(name),
+        "prefixed" => Pattern::Prefixed(name),
+        other => {
+            return Err(format!(
+                "pattern_type {other:?} is not one of literal, prefixed"
+            ));
+        }
+    };
+    let acl = Acl {
+        principal: binding.principal.clone(),
+        resource_type,
+        pattern,
+        operation: (binding.operation.parse()).map_err(|e| field("operation", e))?,
+        permission: (binding.permission.parse()).map_err(|e| field("permission", e))?,
+    };
+    acl.validate().map_err(|e| e.to_string())?;
+    Ok(acl)
+}
+
+/// An ACL as the wire carries it.
+pub fn acl_to_wire(acl: &Acl) -> AclBinding {
+    let (pattern_type, resource_name) = match &acl.pattern {
+        Pattern::Literal(name) => ("literal", name),
+        Pattern::Prefixed(prefix) => ("prefixed", prefix),
+    };
+    AclBinding {
+        principal: acl.principal.clone(),
+        resource_type: acl.resource_type.to_string(),
+        pattern_type: pattern_type.to_string(),
+        resource_name: resource_name.clone(),
+        operation: acl.operation.to_string(),
+        permission: acl.permission.to_string(),
+    }
+}
+
+/// The ACLs of a CreateAcls or DeleteAcls request, or INVALID_ARGUMENT naming the first bad
+/// one by its position.
+fn parse_acls(bindings: &[AclBinding]) -> Result<Vec<Acl>, Status> {
+    if bindings.is_empty() {
+        return Err(Status::invalid_argument("the request names no ACL"));
+    }
+    if bindings.len() > MAX_ACLS_PER_REQUEST {
+        return Err(Status::invalid_argument(format!(
+            "{} ACLs in one request; at most {MAX_ACLS_PER_REQUEST}",
+            bindings.len()
+        )));
+    }
+    (bindings.iter().enumerate())
+        .map(|(i, b)| {
+            acl_from_wire(b).map_err(|e| Status::invalid_argument(format!("ACL {i}: {e}")))
+        })
+        .collect()
+}
+
+fn acl_store_failed(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("the ACL change was not made: {e}"))
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    async fn create_acls(
+        &self,
+        request: Request<CreateAclsRequest>,
+    ) -> Result<Response<CreateAclsResponse>, Status> {
+        let caller = Caller::of(&request);
+        self.ctx
+            .authorize_cluster(&caller, "CreateAcls", Operation::Admin)?;
+        let acls = parse_acls(&request.get_ref().acls)?;
+        match (&self.ctx.cluster, &self.ctx.local_acls) {
+            (Some(cluster), _) => cluster
+                .create_acls(acls.clone())
+                .await
+                .map_err(acl_store_failed)?,
+            (None, Some(local)) => local.create(&acls).await.map_err(acl_store_failed)?,
+            (None, None) => return Err(Status::internal("this broker has no ACL store")),
+        }
+        tracing::info!(principal = %caller.principal, count = acls.len(), "ACLs created");
+        (self.ctx.authorizer).audit_change(&caller, "CreateAcls", "acls_created", &acls);
+        Ok(Response::new(CreateAclsResponse {}))
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<DeleteAclsRequest>,
+    ) -> Result<Response<DeleteAclsResponse>, Status> {
+        let caller = Caller::of(&request);
+        self.ctx
+            .authorize_cluster(&caller, "DeleteAcls", Operation::Admin)?;
+        let acls = parse_acls(&request.get_ref().acls)?;
+        let deleted = match (&self.ctx.cluster, &self.ctx.local_acls) {
+            (Some(cluster), _) => cluster.delete_acls(acls).await.map_err(acl_store_failed)?,
+            (None, Some(local)) => local.delete(&acls).await.map_err(acl_store_failed)?,
+            (None, None) => return Err(Status::internal("this broker has no ACL store")),
+        };
+        tracing::info!(principal = %caller.principal, count = deleted.len(), "ACLs deleted");
+        (self.ctx.authorizer).audit_change(&caller, "DeleteAcls", "acls_deleted", &deleted);
+        Ok(Response::new(DeleteAclsResponse {
+            deleted: deleted.iter().map(acl_to_wire).collect(),
+        }))
+    }
+
+    async fn describe_acls(
+        &self,
+        request: Request<DescribeAclsRequest>,
+    ) -> Result<Response<DescribeAclsResponse>, Status> {
+        let caller = Caller::of(&request);
+        self.ctx
+            .authorize_cluster(&caller, "DescribeAcls", Operation::Describe)?;
+        let filter = request.into_inner();
+        let resource_type = match filter.resource_type.as_str() {
+            "" => None,
+            given => Some(
+                given
+                    .parse::<ResourceType>()
+                    .map_err(|e| Status::invalid_argument(format!("resource_type {e}")))?,
+            ),
+        };
+        if !filter.resource_name.is_empty() && resource_type.is_none() {
+            return Err(Status::invalid_argument(format!(
+                "resource_name {:?} needs a resource_type",
+                filter.resource_name
+            )));
+        }
+        let acls = self.ctx.with_acls(|acls| {
+            (acls.iter())
+                .filter(|a| filter.principal.is_empty() || a.principal == filter.principal)
+                .filter(|a| resource_type.is_none_or(|t| a.resource_type == t))
+                .filter(|a| {
+                    filter.resource_name.is_empty() || a.pattern.matches(&filter.resource_name)
+                })
+                .map(acl_to_wire)
+                .collect()
+        });
+        Ok(Response::new(DescribeAclsResponse { acls }))
+    }
+
     async fn create_topics(
         &self,
         request: Request<CreateTopicsRequest>,
     ) -> Result<Response<CreateTopicsResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        // Create on the cluster covers every topic; otherwise Create on each named one.
+        let create = Operation::Create;
+        if !(self.ctx).permits(&caller, create, ResourceType::Cluster, CLUSTER) {
+            let names = req.topics.iter().map(|t| t.name.as_str());
+            (self.ctx).authorize(&caller, "CreateTopics", create, ResourceType::Topic, names)?;
+        }
         let mut results = Vec::with_capacity(req.topics.len());
         for t in req.topics {
             let configs: BTreeMap<String, String> = t.configs.into_iter().collect();
@@ -87,8 +240,13 @@ impl Admin for AdminService {
         &self,
         request: Request<DeleteTopicsRequest>,
     ) -> Result<Response<DeleteTopicsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let names = request.into_inner().names;
+        let delete = Operation::Delete;
+        let topics = names.iter().map(String::as_str);
+        (self.ctx).authorize(&caller, "DeleteTopics", delete, ResourceType::Topic, topics)?;
         let mut results = Vec::new();
-        for name in request.into_inner().names {
+        for name in names {
             // The broker's own topics (committed offsets) are not the users' to delete.
             let outcome = match &self.ctx.cluster {
                 _ if is_internal(&name) => Err(AdminError::InvalidName(TopicNameError::Reserved {
@@ -104,8 +262,9 @@ impl Admin for AdminService {
 
     async fn list_topics(
         &self,
-        _request: Request<ListTopicsRequest>,
+        request: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
+        let caller = Caller::of(&request);
         let topics = self
             .ctx
             .registry
@@ -117,6 +276,7 @@ impl Admin for AdminService {
                 partitions: t.meta.partitions,
             })
             .collect();
+        let topics = (self.ctx).describable(&caller, ResourceType::Topic, topics, |t| &t.name);
         Ok(Response::new(ListTopicsResponse { topics }))
     }
 
@@ -124,11 +284,22 @@ impl Admin for AdminService {
         &self,
         request: Request<DescribeTopicsRequest>,
     ) -> Result<Response<DescribeTopicsResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let all = self.ctx.registry.topics();
         let names: Vec<String> = if req.names.is_empty() {
-            all.keys().filter(|n| !is_internal(n)).cloned().collect()
+            let listed = all.keys().filter(|n| !is_internal(n)).cloned().collect();
+            (self.ctx).describable(&caller, ResourceType::Topic, listed, |n| n)
         } else {
+            let named = req.names.iter().map(String::as_str);
+            let describe = Operation::Describe;
+            (self.ctx).authorize(
+                &caller,
+                "DescribeTopics",
+                describe,
+                ResourceType::Topic,
+                named,
+            )?;
             req.names
         };
         let node = self.ctx.config.server.node_id;
@@ -177,8 +348,19 @@ impl Admin for AdminService {
         &self,
         request: Request<CreatePartitionsRequest>,
     ) -> Result<Response<CreatePartitionsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let topics = request.into_inner().topics;
+        let names = topics.iter().map(|t| t.name.as_str());
+        let alter = Operation::AlterConfigs;
+        (self.ctx).authorize(
+            &caller,
+            "CreatePartitions",
+            alter,
+            ResourceType::Topic,
+            names,
+        )?;
         let mut results = Vec::new();
-        for t in request.into_inner().topics {
+        for t in topics {
             let outcome = match &self.ctx.cluster {
                 Some(_) => Err(AdminError::NotInCluster {
                     operation: "adding partitions",
@@ -194,6 +376,8 @@ impl Admin for AdminService {
         &self,
         request: Request<AlterPartitionReassignmentsRequest>,
     ) -> Result<Response<AlterPartitionReassignmentsResponse>, Status> {
+        let caller = Caller::of(&request);
+        (self.ctx).authorize_cluster(&caller, "AlterPartitionReassignments", Operation::Admin)?;
         let request = request.into_inner();
         let mut results = Vec::with_capacity(request.partitions.len());
         for asked in request.partitions {
@@ -238,6 +422,9 @@ impl Admin for AdminService {
         &self,
         request: Request<ListPartitionReassignmentsRequest>,
     ) -> Result<Response<ListPartitionReassignmentsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let describe = Operation::Describe;
+        (self.ctx).authorize_cluster(&caller, "ListPartitionReassignments", describe)?;
         let request = request.into_inner();
         let Some(cluster) = &self.ctx.cluster else {
             return Ok(Response::new(ListPartitionReassignmentsResponse::default()));
@@ -269,6 +456,8 @@ impl Admin for AdminService {
         &self,
         request: Request<ElectLeadersRequest>,
     ) -> Result<Response<ElectLeadersResponse>, Status> {
+        let caller = Caller::of(&request);
+        (self.ctx).authorize_cluster(&caller, "ElectLeaders", Operation::Admin)?;
         let request = request.into_inner();
         // Partition counts as this broker knows them: the cluster metadata, or its registry.
         let counts: BTreeMap<String, u32> = match &self.ctx.cluster {
@@ -341,8 +530,13 @@ impl Admin for AdminService {
         &self,
         request: Request<AlterConfigsRequest>,
     ) -> Result<Response<AlterConfigsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let topics = request.into_inner().topics;
+        let names = topics.iter().map(|t| t.name.as_str());
+        let alter = Operation::AlterConfigs;
+        (self.ctx).authorize(&caller, "AlterConfigs", alter, ResourceType::Topic, names)?;
         let mut results = Vec::new();
-        for t in request.into_inner().topics {
+        for t in topics {
             let set: BTreeMap<String, String> = t.set.into_iter().collect();
             let outcome = match &self.ctx.cluster {
                 Some(_) => Err(AdminError::NotInCluster {

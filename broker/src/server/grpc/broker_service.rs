@@ -14,6 +14,8 @@ use tonic::{Request, Response, Status};
 use super::error_code::log_error_code;
 use crate::log::{Log, LogError};
 use crate::partition::{Partition, ProducerIdError, Registry, is_internal};
+use crate::security::Caller;
+use crate::security::acl::{CLUSTER, Operation, ResourceType};
 use crate::server::BrokerContext;
 use crate::server::cluster::ClusterRole;
 
@@ -190,7 +192,16 @@ impl Broker for BrokerService {
         request: Request<ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
         let started = Instant::now();
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        let topics = req.topics.iter().map(|t| t.topic.as_str());
+        (self.ctx).authorize(
+            &caller,
+            "Produce",
+            Operation::Write,
+            ResourceType::Topic,
+            topics,
+        )?;
         let acks = req.acks();
         let timeout = match req.timeout_ms {
             0 => self.ctx.config.server.produce_timeout_ms,
@@ -255,7 +266,24 @@ impl Broker for BrokerService {
         request: Request<FetchRequest>,
     ) -> Result<Response<FetchResponse>, Status> {
         let started = Instant::now();
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        match req.replica_id {
+            // Followers copying the log: brokers only.
+            Some(_) => {
+                (self.ctx).authorize_cluster(&caller, "Fetch", Operation::ClusterAction)?;
+            }
+            None => {
+                let topics = req.topics.iter().map(|t| t.topic.as_str());
+                (self.ctx).authorize(
+                    &caller,
+                    "Fetch",
+                    Operation::Read,
+                    ResourceType::Topic,
+                    topics,
+                )?;
+            }
+        }
         let server = &self.ctx.config.server;
         let max_wait =
             Duration::from_millis(u64::from(req.max_wait_ms).min(server.max_fetch_wait_ms));
@@ -351,7 +379,17 @@ impl Broker for BrokerService {
         &self,
         request: Request<ListOffsetsRequest>,
     ) -> Result<Response<ListOffsetsResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        let topics = req.topics.iter().map(|t| t.topic.as_str());
+        let describe = Operation::Describe;
+        (self.ctx).authorize(
+            &caller,
+            "ListOffsets",
+            describe,
+            ResourceType::Topic,
+            topics,
+        )?;
         let mut topics = Vec::new();
         for t in req.topics {
             let mut partitions = Vec::new();
@@ -403,6 +441,24 @@ impl Broker for BrokerService {
         request: Request<InitProducerIdRequest>,
     ) -> Result<Response<InitProducerIdResponse>, Status> {
         let ctx = self.ctx.clone();
+        let caller = Caller::of(&request);
+        // An idempotent producer needs Write on some topic (Kafka's rule without
+        // IdempotentWrite); each produce still checks its own topics.
+        let may_write = |acls: &_| {
+            (ctx.authorizer).permits_some(acls, &caller, Operation::Write, ResourceType::Topic)
+        };
+        if !ctx.with_acls(may_write) {
+            let decision = crate::security::acl::Decision::NoMatch;
+            let (write, topic) = (Operation::Write, ResourceType::Topic);
+            return Err((ctx.authorizer).deny(
+                &caller,
+                "InitProducerId",
+                write,
+                topic,
+                "*",
+                decision,
+            ));
+        }
         let req = request.into_inner();
         let res = tokio::task::spawn_blocking(move || init_producer(&ctx, req))
             .await
@@ -414,6 +470,25 @@ impl Broker for BrokerService {
         &self,
         request: Request<OffsetForLeaderEpochRequest>,
     ) -> Result<Response<OffsetForLeaderEpochResponse>, Status> {
+        let caller = Caller::of(&request);
+        // Followers truncating ask as brokers; consumers checking their position, per topic.
+        let broker = (self.ctx).permits(
+            &caller,
+            Operation::ClusterAction,
+            ResourceType::Cluster,
+            CLUSTER,
+        );
+        if !broker {
+            let topic = [request.get_ref().topic.as_str()];
+            let describe = Operation::Describe;
+            (self.ctx).authorize(
+                &caller,
+                "OffsetForLeaderEpoch",
+                describe,
+                ResourceType::Topic,
+                topic,
+            )?;
+        }
         Ok(Response::new(offset_for_leader_epoch(
             self,
             &request.into_inner(),
@@ -424,10 +499,26 @@ impl Broker for BrokerService {
         &self,
         request: Request<MetadataRequest>,
     ) -> Result<Response<MetadataResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        // Named topics must each be describable; the full listing shows only those that are.
+        let named = req.topics.iter().map(String::as_str);
+        let describe = Operation::Describe;
+        (self.ctx).authorize(&caller, "Metadata", describe, ResourceType::Topic, named)?;
+        let mut response = self.metadata_of(req.topics);
+        response.topics =
+            (self.ctx).describable(&caller, ResourceType::Topic, response.topics, |t| &t.name);
+        Ok(Response::new(response))
+    }
+}
+
+impl BrokerService {
+    /// The Metadata answer for `topics` (every topic when empty), before authorization.
+    fn metadata_of(&self, topics: Vec<String>) -> MetadataResponse {
         if let Some(cluster) = &self.ctx.cluster {
-            return Ok(Response::new(cluster_metadata(cluster, req.topics)));
+            return cluster_metadata(cluster, topics);
         }
+        let req = MetadataRequest { topics };
         let node = self.ctx.config.server.node_id;
         let all = self.registry().topics();
         let names: Vec<String> = if req.topics.is_empty() {
@@ -457,7 +548,7 @@ impl Broker for BrokerService {
                 None => unknown_topic(name),
             })
             .collect();
-        Ok(Response::new(MetadataResponse {
+        MetadataResponse {
             cluster_id: self.registry().cluster_id().to_string(),
             controller_id: node,
             brokers: vec![BrokerInfo {
@@ -465,7 +556,7 @@ impl Broker for BrokerService {
                 address: self.ctx.grpc_addr.to_string(),
             }],
             topics,
-        }))
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! groups. Domain types at the edge: requests become `Heartbeat`/`TopicPartition` values and
 //! back.
 
+use crate::security::Caller;
+use crate::security::acl::{Operation, ResourceType};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +78,17 @@ impl Groups for GroupsService {
         &self,
         request: Request<FindCoordinatorRequest>,
     ) -> Result<Response<FindCoordinatorResponse>, Status> {
+        let caller = Caller::of(&request);
         let group = request.into_inner().group_id;
+        let group_name = [group.as_str()];
+        let describe = Operation::Describe;
+        (self.ctx).authorize(
+            &caller,
+            "FindCoordinator",
+            describe,
+            ResourceType::Group,
+            group_name,
+        )?;
         let fail = |code: ErrorCode, message: String| FindCoordinatorResponse {
             error_code: code as i32,
             error_message: message,
@@ -128,7 +140,22 @@ impl Groups for GroupsService {
         &self,
         request: Request<GroupHeartbeatRequest>,
     ) -> Result<Response<GroupHeartbeatResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        // Joining and staying in a group is Read on it; subscribing, Describe on each topic.
+        let group = [req.group_id.as_str()];
+        (self.ctx).authorize(
+            &caller,
+            "Heartbeat",
+            Operation::Read,
+            ResourceType::Group,
+            group,
+        )?;
+        if let Some(subscription) = &req.subscription {
+            let topics = subscription.topics.iter().map(String::as_str);
+            let describe = Operation::Describe;
+            (self.ctx).authorize(&caller, "Heartbeat", describe, ResourceType::Topic, topics)?;
+        }
         let hb = Heartbeat {
             member_id: Some(req.member_id.clone()).filter(|m| !m.is_empty()),
             member_epoch: req.member_epoch,
@@ -165,7 +192,13 @@ impl Groups for GroupsService {
         &self,
         request: Request<CommitOffsetsRequest>,
     ) -> Result<Response<CommitOffsetsResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        let group = [req.group_id.as_str()];
+        let read = Operation::Read;
+        (self.ctx).authorize(&caller, "CommitOffsets", read, ResourceType::Group, group)?;
+        let topics = req.offsets.iter().map(|o| o.topic.as_str());
+        (self.ctx).authorize(&caller, "CommitOffsets", read, ResourceType::Topic, topics)?;
         let offsets = req
             .offsets
             .into_iter()
@@ -206,13 +239,31 @@ impl Groups for GroupsService {
         &self,
         request: Request<FetchOffsetsRequest>,
     ) -> Result<Response<FetchOffsetsResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        let group = [req.group_id.as_str()];
+        let describe = Operation::Describe;
+        (self.ctx).authorize(
+            &caller,
+            "FetchOffsets",
+            describe,
+            ResourceType::Group,
+            group,
+        )?;
+        let topics = req.partitions.iter().map(|p| p.topic.as_str());
+        (self.ctx).authorize(
+            &caller,
+            "FetchOffsets",
+            describe,
+            ResourceType::Topic,
+            topics,
+        )?;
         let only: Vec<TopicPartition> = to_set(&req.partitions).into_iter().collect();
         let only = (!only.is_empty()).then_some(only.as_slice());
         let committed = (self.ctx.coordinator)
             .committed(&self.ctx.registry, &req.group_id, only)
             .await;
-        Ok(Response::new(match committed {
+        let mut out = match committed {
             Ok(committed) => FetchOffsetsResponse {
                 error_code: ErrorCode::None as i32,
                 error_message: String::new(),
@@ -231,13 +282,18 @@ impl Groups for GroupsService {
                 error_message: e.to_string(),
                 offsets: Vec::new(),
             },
-        }))
+        };
+        // Asked for every committed offset: only those of topics the caller may describe.
+        out.offsets =
+            (self.ctx).describable(&caller, ResourceType::Topic, out.offsets, |o| &o.topic);
+        Ok(Response::new(out))
     }
 
     async fn list_groups(
         &self,
-        _request: Request<ListGroupsRequest>,
+        request: Request<ListGroupsRequest>,
     ) -> Result<Response<ListGroupsResponse>, Status> {
+        let caller = Caller::of(&request);
         let groups = self
             .ctx
             .coordinator
@@ -246,6 +302,7 @@ impl Groups for GroupsService {
             .into_iter()
             .map(|(group_id, members)| GroupListing { group_id, members })
             .collect();
+        let groups = (self.ctx).describable(&caller, ResourceType::Group, groups, |g| &g.group_id);
         Ok(Response::new(ListGroupsResponse { groups }))
     }
 
@@ -253,7 +310,17 @@ impl Groups for GroupsService {
         &self,
         request: Request<DescribeGroupRequest>,
     ) -> Result<Response<DescribeGroupResponse>, Status> {
+        let caller = Caller::of(&request);
         let group_id = request.into_inner().group_id;
+        let group = [group_id.as_str()];
+        let describe = Operation::Describe;
+        (self.ctx).authorize(
+            &caller,
+            "DescribeGroup",
+            describe,
+            ResourceType::Group,
+            group,
+        )?;
         let described = (self.ctx.coordinator)
             .describe(&self.ctx.registry, &group_id)
             .await;
