@@ -154,6 +154,47 @@ impl fmt::Display for Rejection {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
+}
+
+/// Most tokens [`VerifiedTokens`] remembers; when full it starts over.
+pub const MAX_VERIFIED_TOKENS: usize = 4096;
+/// Longest token [`VerifiedTokens`] remembers (bytes); longer ones are verified every time.
+const MAX_REMEMBERED_TOKEN: usize = 4096;
+
+/// Tokens whose signature and claims verified, with their principal and expiry. A client
+/// sends the same token on every request; checking the signature once, and the expiry on
+/// each use, saves an HMAC or RSA verification per request. Keys load once at start, so a
+/// verified signature stays verified; `exp` is checked against the clock on every hit, with
+/// the same leeway.
+#[derive(Default)]
+struct VerifiedTokens {
+    tokens: parking_lot::Mutex<std::collections::HashMap<String, (Principal, u64)>>,
+}
+
+impl VerifiedTokens {
+    /// The principal of a token verified before, or why it no longer passes; `None` if it
+    /// was not seen.
+    fn get(&self, token: &str, leeway_s: u64) -> Option<Result<Principal, Rejection>> {
+        let mut tokens = self.tokens.lock();
+        let (principal, exp) = tokens.get(token)?;
+        if jsonwebtoken::get_current_timestamp() > exp.saturating_add(leeway_s) {
+            tokens.remove(token);
+            return Some(Err(Rejection::Expired));
+        }
+        Some(Ok(principal.clone()))
+    }
+
+    fn insert(&self, token: &str, principal: &Principal, exp: u64) {
+        if token.len() > MAX_REMEMBERED_TOKEN {
+            return;
+        }
+        let mut tokens = self.tokens.lock();
+        if tokens.len() >= MAX_VERIFIED_TOKENS {
+            tokens.clear();
+        }
+        tokens.insert(token.to_string(), (principal.clone(), exp));
+    }
 }
 
 /// The keys and rules tokens are checked with.
@@ -169,6 +210,7 @@ struct Jwt {
 pub struct Authenticator {
     required: bool,
     jwt: Option<Jwt>,
+    verified: VerifiedTokens,
 }
 
 impl fmt::Debug for Authenticator {
@@ -241,6 +283,7 @@ impl Authenticator {
         Ok(Authenticator {
             required: config.required,
             jwt,
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -279,6 +322,9 @@ impl Authenticator {
         let Some(jwt) = &self.jwt else {
             return Err(Rejection::TokensNotAccepted);
         };
+        if let Some(known) = self.verified.get(token, jwt.leeway_s) {
+            return known;
+        }
         let head = jsonwebtoken::decode_header(token)
             .map_err(|e| Rejection::Malformed(format!("not a JWT: {e}")))?;
         let key = match head.alg {
@@ -312,7 +358,9 @@ impl Authenticator {
         if data.claims.sub.is_empty() {
             return Err(malformed("its subject (sub) is empty"));
         }
-        Ok(Principal::user(&data.claims.sub))
+        let principal = Principal::user(&data.claims.sub);
+        self.verified.insert(token, &principal, data.claims.exp);
+        Ok(principal)
     }
 }
 
@@ -399,6 +447,42 @@ mod tests {
         // The token wins over the connection's certificate.
         let both = auth.authenticate(Some(&hs256(&claims("alice"), SECRET)), Some("User:cert"));
         assert_eq!(both, Ok(Principal::user("alice")));
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_it_expires_and_the_memory_is_bounded() {
+        let (_d, auth) = authenticator(|c| c.jwt_leeway_s = 0);
+        let mut short = claims("alice");
+        short.exp = now() + 1;
+        let token = hs256(&short, SECRET);
+        assert_eq!(
+            auth.authenticate(Some(&token), None),
+            Ok(Principal::user("alice"))
+        );
+        assert_eq!(auth.verified.tokens.lock().len(), 1);
+        // Remembered: the same token passes without its signature being checked again.
+        assert_eq!(
+            auth.authenticate(Some(&token), None),
+            Ok(Principal::user("alice"))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(
+            auth.authenticate(Some(&token), None),
+            Err(Rejection::Expired)
+        );
+        assert_eq!(auth.verified.tokens.lock().len(), 0);
+        // A tampered copy of a remembered token is not the same string: verified, refused.
+        let good = hs256(&claims("bob"), SECRET);
+        auth.authenticate(Some(&good), None).unwrap();
+        let mut tampered = good.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(auth.authenticate(Some(&tampered), None).is_err());
+        for i in 0..MAX_VERIFIED_TOKENS + 10 {
+            let mut c = claims("many");
+            c.exp = now() + 600 + i as u64;
+            auth.authenticate(Some(&hs256(&c, SECRET)), None).unwrap();
+        }
+        assert!(auth.verified.tokens.lock().len() <= MAX_VERIFIED_TOKENS);
     }
 
     #[test]
