@@ -160,8 +160,8 @@ enum Cmd {
         #[arg(long)]
         connect_bin: Option<std::path::PathBuf>,
     },
-    /// What TLS costs: produce-max and consume against one broker in plain text and with
-    /// mutual TLS, alternating, medians and the ratio.
+    /// What security costs: produce-max and consume against one broker in plain text, with
+    /// mutual TLS, with mutual TLS and ACLs, and with JWT tokens; medians and the ratios.
     Tls {
         /// Where report.md goes.
         #[arg(long, default_value = "target/bench-tls")]
@@ -175,9 +175,13 @@ enum Cmd {
         /// Messages of the consume workload.
         #[arg(long, default_value_t = 3_000_000)]
         consume_messages: u64,
-        /// Rounds (each runs plain text, then TLS).
+        /// Rounds (each runs every mode once).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
         repeat: u64,
+        /// Modes beside plaintext (always run): mtls, mtls-acl (mutual TLS, authorization
+        /// and ACLs), token (JWT bearer tokens).
+        #[arg(long, value_delimiter = ',', default_value = "plaintext,mtls,mtls-acl,token", value_parser = brook_bench::tls::Mode::parse)]
+        modes: Vec<brook_bench::tls::Mode>,
         /// The brook-broker binary (default: next to this one).
         #[arg(long)]
         broker_bin: Option<std::path::PathBuf>,
@@ -267,6 +271,7 @@ fn main() {
             warmup_secs,
             consume_messages,
             repeat,
+            modes,
             broker_bin,
         } => {
             let mut o = brook_bench::tls::TlsOptions {
@@ -274,6 +279,7 @@ fn main() {
                 warmup: Duration::from_secs(warmup_secs),
                 consume_messages,
                 repeat: repeat as usize,
+                modes,
                 ..Default::default()
             };
             if let Some(bin) = broker_bin {
