@@ -130,13 +130,18 @@ impl From<tonic::Status> for ClientError {
 /// A request cut off by its connection breaking: tonic reports a broker killed mid-request
 /// as `UNKNOWN` "transport error" and a connection the broker closed while stopping as
 /// `CANCELLED` "connection closed", each with the transport error as its source. A failed
-/// TLS handshake (plain text against a TLS port) looks the same.
+/// TLS handshake (plain text against a TLS port) looks the same, or, when the broker's TLS
+/// alert reaches the client's HTTP/2 layer first, `INTERNAL` "h2 protocol error": the other
+/// end does not speak plain HTTP/2, so the connection is as good as broken.
 pub(crate) fn is_broken_connection(status: &tonic::Status) -> bool {
     use std::error::Error;
-    matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled)
+    let transport = matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled)
         && status
             .source()
-            .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some())
+            .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some());
+    let not_http2 =
+        status.code() == tonic::Code::Internal && status.message().starts_with("h2 protocol error");
+    transport || not_http2
 }
 
 /// Codes that describe a transient state of the cluster rather than a bad request.

@@ -120,6 +120,8 @@ mod tests {
             Exit::for_error(&ClientError::Rpc(tonic::Status::internal("bug"))).code(),
             1
         );
+        let not_http2 = tonic::Status::internal("h2 protocol error: http2 error");
+        assert_eq!(Exit::for_error(&ClientError::Rpc(not_http2)).code(), 3);
         for denied in [
             tonic::Status::unauthenticated("token expired"),
             tonic::Status::permission_denied("User:a may not write topic \"t\""),
