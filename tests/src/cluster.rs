@@ -33,12 +33,27 @@ pub fn broker_binary() -> PathBuf {
     bin
 }
 
-/// A port free on 127.0.0.1 now.
+/// Ports [`free_port`] picks from: below Linux's default ephemeral range (32768-60999), so a
+/// socket bound to port 0 meanwhile (an in-process broker of another test, any outgoing
+/// connection) cannot take a port picked for a broker process before that process binds it.
+const PICKED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port free on 127.0.0.1 now, never handed out before by this process.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("port list");
+    // A different start per process and per call; then the next free port along.
+    let span = u32::from(PICKED_PORTS.end - PICKED_PORTS.start);
+    let seed = (std::process::id().wrapping_mul(7919)).wrapping_add(given.len() as u32 * 104_729);
+    for step in 0..span {
+        let port = PICKED_PORTS.start + (seed.wrapping_add(step) % span) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PICKED_PORTS:?}");
 }
 
 /// One broker of a [`Cluster`].

@@ -1029,13 +1029,18 @@ async fn round_trip_from(conn: &Connection, topic: &str, first: i64, values: &[&
     producer.close().await;
 }
 
-/// One fetch of partition 0 of `topic` from offset 0.
-async fn fetch_from_start(conn: &Connection, topic: &str) -> Result<FetchResponse, tonic::Status> {
+/// One fetch of partition 0 of `topic` from offset 0, as a consumer or (with `replica_id`)
+/// as that broker's replica.
+async fn fetch_from_start(
+    conn: &Connection,
+    topic: &str,
+    replica_id: Option<i32>,
+) -> Result<FetchResponse, tonic::Status> {
     let request = FetchRequest {
         max_wait_ms: 0,
         min_bytes: 0,
         max_bytes: 0,
-        replica_id: None,
+        replica_id,
         topics: vec![FetchTopic {
             topic: topic.into(),
             partitions: vec![FetchPartition {
@@ -1076,7 +1081,7 @@ async fn a_principal_without_read_cannot_fetch_or_join_a_group() {
     assert_eq!(produce_one(&bob, "events", "e0").await.unwrap(), 0);
 
     assert_denied(
-        fetch_from_start(&bob, "events").await,
+        fetch_from_start(&bob, "events", None).await,
         "User:bob may not read topic \"events\": no ACL allows it",
     );
     // Write implies Describe (as in Kafka), not Read: bob sees the topic, cannot read it.
@@ -1501,6 +1506,11 @@ async fn acl_changes_reach_every_broker_without_a_restart() {
         .await
         .unwrap();
     round_trip(&alice_at_leader, "shared", &["a", "b", "c"]).await;
+    // Reading as a consumer is not fetching as a replica: that is for brokers only.
+    assert_denied(
+        fetch_from_start(&alice_at_leader, "shared", Some(3)).await,
+        "User:alice may not cluster_action cluster \"cluster\": no ACL allows it",
+    );
 
     // A denial on broker 3 is counted there and written to its audit log.
     let alice_at_3 = Connection::connect_with(&cluster.node(3).grpc, &alice)
