@@ -1383,6 +1383,14 @@ async fn acl_requests_are_validated_limited_to_admins_and_survive_a_restart() {
             "resource_name \"t\" needs a resource_type"
         )
     );
+    let status = (admin.admin().describe_acls(describe("", "queue", "")).await).unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            tonic::Code::InvalidArgument,
+            "resource_type \"queue\" is not one of topic, group, cluster"
+        )
+    );
     // Removing returns what was there.
     assert_eq!(
         revoke(
