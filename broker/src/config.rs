@@ -342,6 +342,9 @@ pub struct AuthConfig {
     pub jwt_issuer: String,
     /// Clock skew allowed on `exp` and `nbf`, seconds (default 30; 0..=300).
     pub jwt_leeway_s: u64,
+    /// How often the key files are checked for a change, ms; a change reloads them, and
+    /// SIGHUP reloads them at once (default 10 000; 0 = only on SIGHUP; 0..=3 600 000).
+    pub reload_interval_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -353,6 +356,7 @@ impl Default for AuthConfig {
             jwt_audience: String::new(),
             jwt_issuer: String::new(),
             jwt_leeway_s: 30,
+            reload_interval_ms: 10_000,
         }
     }
 }
@@ -739,7 +743,7 @@ impl BrokerConfig {
         #[rustfmt::skip]
         let g = &self.groups;
         let c = &self.cluster;
-        let ranges: [(&'static str, i128, i128, i128); 23] = [
+        let ranges: [(&'static str, i128, i128, i128); 24] = [
             ("server.node_id", s.node_id.into(), 0, i32::MAX.into()),
             (
                 "server.max_request_bytes",
@@ -857,6 +861,12 @@ impl BrokerConfig {
                 hour,
             ),
             ("auth.jwt_leeway_s", self.auth.jwt_leeway_s.into(), 0, 300),
+            (
+                "auth.reload_interval_ms",
+                self.auth.reload_interval_ms.into(),
+                0,
+                hour,
+            ),
             (
                 "authorization.audit_log_max_bytes",
                 self.authorization.audit_log_max_bytes.into(),
@@ -1141,6 +1151,7 @@ jwt_rs256_public_key_file = "/etc/brook/jwt.pub"
 jwt_audience = "brook"
 jwt_issuer = "https://id.example"
 jwt_leeway_s = 5
+reload_interval_ms = 500
 
 [authorization]
 enabled = true
@@ -1212,6 +1223,7 @@ level = "warn,brook_broker=debug"
                 jwt_audience: "brook".into(),
                 jwt_issuer: "https://id.example".into(),
                 jwt_leeway_s: 5,
+                reload_interval_ms: 500,
             },
             authorization: AuthorizationConfig {
                 enabled: true,

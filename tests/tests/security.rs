@@ -11,7 +11,7 @@
 //! - A 3-broker cluster replicates over mutual TLS; a broker whose certificate comes from a
 //!   foreign CA never joins and never holds a replica.
 //! - Tokens: missing, expired, wrong-audience, foreign-secret, tampered and oversized ones
-//!   are refused.
+//!   are refused; a replaced JWT secret is in force after the polling interval.
 //! - Authorization: a principal without WRITE cannot produce, without READ cannot fetch or
 //!   join a group, without ALTER_CONFIGS cannot change configs; each refusal is an exact
 //!   PERMISSION_DENIED, audited, and leaves others working. ACL requests are validated and
@@ -818,6 +818,41 @@ async fn an_oversized_token_is_refused_and_the_broker_keeps_serving() {
         .with_token(&token("alice", "brook", 600, SECRET))
         .unwrap();
     metadata_status(&broker.addr(), &good).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_replaced_jwt_secret_is_in_force_after_the_polling_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let mut config = BrokerConfig::default();
+    config.auth.required = true;
+    config.auth.jwt_hs256_secret_file = secret.clone();
+    config.auth.jwt_audience = "brook".into();
+    config.auth.reload_interval_ms = 100;
+    let broker = TestBroker::start_with(config).await;
+    let with = |secret: &str| {
+        Security::plaintext()
+            .with_token(&token("alice", "brook", 600, secret))
+            .unwrap()
+    };
+    let (old, new) = (with(SECRET), with("rotated-secret-0123456789abcdef-2"));
+    metadata_status(&broker.addr(), &old).await.unwrap();
+    std::fs::write(&secret, "rotated-secret-0123456789abcdef-2").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metadata_status(&broker.addr(), &new).await.is_err() {
+        assert!(Instant::now() < deadline, "the new secret was not loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The old secret's tokens, remembered as verified before, are refused now.
+    let status = metadata_status(&broker.addr(), &old).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            tonic::Code::Unauthenticated,
+            "token refused: the signature does not verify"
+        )
+    );
 }
 
 // ---- Authorization ----

@@ -10,9 +10,15 @@
 //!
 //! A refusal is gRPC `UNAUTHENTICATED` naming what failed, and is counted in
 //! `brook_authentication_failures_total{reason}`.
+//!
+//! The key files reload when they change (checked every `auth.reload_interval_ms`) or on
+//! SIGHUP; a reload that fails keeps the keys in force.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -170,6 +176,8 @@ const MAX_REMEMBERED_TOKEN: usize = 4096;
 #[derive(Default)]
 struct VerifiedTokens {
     tokens: parking_lot::Mutex<std::collections::HashMap<String, (Principal, u64)>>,
+    /// Bumped when the keys change: a token verified under older keys is not remembered.
+    generation: AtomicU64,
 }
 
 impl VerifiedTokens {
@@ -185,15 +193,26 @@ impl VerifiedTokens {
         Some(Ok(principal.clone()))
     }
 
-    fn insert(&self, token: &str, principal: &Principal, exp: u64) {
+    /// Remembers `token`, verified under the keys of `generation`.
+    fn insert(&self, token: &str, principal: &Principal, exp: u64, generation: u64) {
         if token.len() > MAX_REMEMBERED_TOKEN {
             return;
         }
         let mut tokens = self.tokens.lock();
+        if generation != self.generation.load(Ordering::Acquire) {
+            return;
+        }
         if tokens.len() >= MAX_VERIFIED_TOKENS {
             tokens.clear();
         }
         tokens.insert(token.to_string(), (principal.clone(), exp));
+    }
+
+    /// Forgets every token: the keys changed.
+    fn forget_all(&self) {
+        let mut tokens = self.tokens.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tokens.clear();
     }
 }
 
@@ -209,15 +228,35 @@ struct Jwt {
 /// Turns a request's credentials into its [`Principal`].
 pub struct Authenticator {
     required: bool,
-    jwt: Option<Jwt>,
+    config: AuthConfig,
+    /// The keys in force, swapped whole on reload.
+    jwt: parking_lot::RwLock<Option<Arc<Jwt>>>,
+    /// The key files as they were when last loaded.
+    stamps: parking_lot::Mutex<Vec<Stamp>>,
     verified: VerifiedTokens,
+}
+
+/// What a file looked like when it was read: a change of either means it was replaced.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamps(config: &AuthConfig) -> Vec<Stamp> {
+    [
+        &config.jwt_hs256_secret_file,
+        &config.jwt_rs256_public_key_file,
+    ]
+    .iter()
+    .map(|path| {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    })
+    .collect()
 }
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
             .field("required", &self.required)
-            .field("jwt", &self.jwt.is_some())
+            .field("jwt", &self.jwt.read().is_some())
             .finish()
     }
 }
@@ -233,6 +272,45 @@ fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, AuthError> {
 impl Authenticator {
     /// Reads the key files `config` names.
     pub fn load(config: &AuthConfig) -> Result<Authenticator, AuthError> {
+        let stamped = stamps(config);
+        let jwt = Authenticator::load_jwt(config)?;
+        Ok(Authenticator {
+            required: config.required,
+            config: config.clone(),
+            jwt: parking_lot::RwLock::new(jwt.map(Arc::new)),
+            stamps: parking_lot::Mutex::new(stamped),
+            verified: VerifiedTokens::default(),
+        })
+    }
+
+    /// Tokens are taken: a JWT key is configured.
+    pub fn takes_tokens(&self) -> bool {
+        self.config.takes_tokens()
+    }
+
+    /// Reads the key files again and puts them in force; on error the keys in force stay.
+    /// Tokens remembered as verified are forgotten.
+    pub fn reload(&self) -> Result<(), AuthError> {
+        let stamped = stamps(&self.config);
+        let jwt = Authenticator::load_jwt(&self.config)?;
+        *self.jwt.write() = jwt.map(Arc::new);
+        *self.stamps.lock() = stamped;
+        self.verified.forget_all();
+        metrics::counter!("brook_auth_reloads_total").increment(1);
+        Ok(())
+    }
+
+    /// Reloads when a key file's modification time or length changed since it was last
+    /// loaded. Returns whether it reloaded.
+    pub fn reload_if_changed(&self) -> Result<bool, AuthError> {
+        if stamps(&self.config) == *self.stamps.lock() {
+            return Ok(false);
+        }
+        self.reload().map(|()| true)
+    }
+
+    /// The keys `config` names, read and checked; `None` when it names none.
+    fn load_jwt(config: &AuthConfig) -> Result<Option<Jwt>, AuthError> {
         let set = |p: &PathBuf| !p.as_os_str().is_empty();
         let hs256 = if set(&config.jwt_hs256_secret_file) {
             let path = &config.jwt_hs256_secret_file;
@@ -273,18 +351,13 @@ impl Authenticator {
         } else {
             None
         };
-        let jwt = (hs256.is_some() || rs256.is_some()).then(|| Jwt {
+        Ok((hs256.is_some() || rs256.is_some()).then(|| Jwt {
             hs256,
             rs256,
             audience: config.jwt_audience.clone(),
             issuer: config.jwt_issuer.clone(),
             leeway_s: config.jwt_leeway_s,
-        });
-        Ok(Authenticator {
-            required: config.required,
-            jwt,
-            verified: VerifiedTokens::default(),
-        })
+        }))
     }
 
     /// The principal of a request with the `authorization` header value `authorization`
@@ -319,7 +392,10 @@ impl Authenticator {
                 ));
             }
         };
-        let Some(jwt) = &self.jwt else {
+        // The generation first: a reload after it keeps this verification from being
+        // remembered.
+        let generation = self.verified.generation.load(Ordering::Acquire);
+        let Some(jwt) = self.jwt.read().clone() else {
             return Err(Rejection::TokensNotAccepted);
         };
         if let Some(known) = self.verified.get(token, jwt.leeway_s) {
@@ -359,7 +435,7 @@ impl Authenticator {
             return Err(malformed("its subject (sub) is empty"));
         }
         let principal = Principal::user(&data.claims.sub);
-        self.verified.insert(token, &principal, data.claims.exp);
+        (self.verified).insert(token, &principal, data.claims.exp, generation);
         Ok(principal)
     }
 }
@@ -435,6 +511,49 @@ mod tests {
         let (dir, mut config) = files();
         f(&mut config);
         (dir, Authenticator::load(&config).unwrap())
+    }
+
+    #[test]
+    fn changed_keys_reload_forget_remembered_tokens_and_a_bad_file_keeps_the_old_ones() {
+        let (dir, auth) = authenticator(|_| {});
+        let old = hs256(&claims("alice"), SECRET);
+        assert_eq!(
+            auth.authenticate(Some(&old), None),
+            Ok(Principal::user("alice"))
+        );
+        assert!(!auth.reload_if_changed().unwrap());
+        // A new secret, one byte longer (the length is part of what a change is seen by).
+        let new_secret = b"fedcba9876543210fedcba9876543210x";
+        std::fs::write(dir.path().join("secret"), new_secret).unwrap();
+        assert!(auth.reload_if_changed().unwrap());
+        // The old token was remembered as verified; the reload forgot it.
+        assert_eq!(
+            auth.authenticate(Some(&old), None),
+            Err(Rejection::Signature)
+        );
+        let new = hs256(&claims("alice"), new_secret);
+        assert_eq!(
+            auth.authenticate(Some(&new), None),
+            Ok(Principal::user("alice"))
+        );
+        // A secret too short is refused; the keys in force stay.
+        std::fs::write(dir.path().join("secret"), b"short").unwrap();
+        let err = auth.reload_if_changed().unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("the secret is 5 bytes; HS256 needs at least 32"),
+            "{err}"
+        );
+        assert_eq!(
+            auth.authenticate(Some(&new), None),
+            Ok(Principal::user("alice"))
+        );
+        std::fs::remove_file(dir.path().join("secret")).unwrap();
+        assert!(matches!(auth.reload(), Err(AuthError::Read { .. })));
+        assert_eq!(
+            auth.authenticate(Some(&new), None),
+            Ok(Principal::user("alice"))
+        );
     }
 
     #[test]

@@ -83,10 +83,45 @@ pub fn hangups() -> Option<Signal> {
     }
 }
 
-/// Reloads the TLS files when they change (checked every `interval`, `tls.reload_interval_ms`)
-/// and on each `hangup`, until `stop` is cancelled.
-pub async fn reload_loop(
-    tls: Arc<Tls>,
+/// Files the broker reads at start and reloads while it runs: the TLS material, the JWT keys.
+pub trait Reloadable: Send + Sync + 'static {
+    /// What is reloaded, for the log (`TLS certificate and key`, `JWT keys`).
+    const WHAT: &'static str;
+    /// The counter of failed reloads.
+    const FAILURES: &'static str;
+    /// Reads the files again, whether they changed or not.
+    fn reload_now(&self) -> Result<(), String>;
+    /// Reads them again if they changed; whether it did.
+    fn reload_changed(&self) -> Result<bool, String>;
+}
+
+impl Reloadable for Tls {
+    const WHAT: &'static str = "TLS certificate and key";
+    const FAILURES: &'static str = "brook_tls_reload_failures_total";
+    fn reload_now(&self) -> Result<(), String> {
+        self.reload().map_err(|e| e.to_string())
+    }
+    fn reload_changed(&self) -> Result<bool, String> {
+        self.reload_if_changed().map_err(|e| e.to_string())
+    }
+}
+
+impl Reloadable for Authenticator {
+    const WHAT: &'static str = "JWT keys";
+    const FAILURES: &'static str = "brook_auth_reload_failures_total";
+    fn reload_now(&self) -> Result<(), String> {
+        self.reload().map_err(|e| e.to_string())
+    }
+    fn reload_changed(&self) -> Result<bool, String> {
+        self.reload_if_changed().map_err(|e| e.to_string())
+    }
+}
+
+/// Reloads `files` when they change (checked every `interval`; zero: never by polling) and
+/// on each `hangup`, until `stop` is cancelled. A failed reload keeps what is in force, is
+/// logged and counted.
+pub async fn reload_loop<R: Reloadable>(
+    files: Arc<R>,
     interval: Duration,
     mut hangup: Option<Signal>,
     stop: CancellationToken,
@@ -99,16 +134,16 @@ pub async fn reload_loop(
             Some(()) = async { hangup.as_mut()?.recv().await } => true,
         };
         let outcome = if forced {
-            tls.reload().map(|()| true)
+            files.reload_now().map(|()| true)
         } else {
-            tls.reload_if_changed()
+            files.reload_changed()
         };
         match outcome {
-            Ok(true) => tracing::info!(sighup = forced, "TLS certificate and key reloaded"),
+            Ok(true) => tracing::info!(sighup = forced, "{} reloaded", R::WHAT),
             Ok(false) => {}
             Err(e) => {
-                metrics::counter!("brook_tls_reload_failures_total").increment(1);
-                tracing::error!(cause = %e, "TLS reload failed: new connections keep the previous certificate");
+                metrics::counter!(R::FAILURES).increment(1);
+                tracing::error!(cause = %e, "{} reload failed: the previous ones stay in force", R::WHAT);
             }
         }
     }

@@ -13,6 +13,9 @@
 //! | `brook_tls_handshake_failures_total` | counter | listener (`grpc`, `http`) |
 //! | `brook_tls_reloads_total`, `brook_tls_reload_failures_total` | counter | |
 //! | `brook_authentication_failures_total` | counter | reason |
+//! | `brook_auth_reloads_total`, `brook_auth_reload_failures_total` | counter | |
+//! | `brook_authorization_denied_total` | counter | operation, resource_type |
+//! | `brook_audit_log_failures_total` | counter | |
 //! | `brook_cluster_is_controller`, `brook_cluster_live_brokers`, `brook_cluster_fenced_brokers` | gauge | |
 //! | `brook_cluster_offline_partitions` | gauge | |
 //! | `brook_under_replicated_partitions`, `brook_leader_partitions` | gauge | |
@@ -144,5 +147,21 @@ fn describe() {
     describe_counter!(
         "brook_authentication_failures_total",
         "Requests refused with UNAUTHENTICATED, by reason"
+    );
+    describe_counter!(
+        "brook_auth_reloads_total",
+        "Times the JWT key files were reloaded"
+    );
+    describe_counter!(
+        "brook_auth_reload_failures_total",
+        "JWT key reloads that failed and kept the previous keys"
+    );
+    describe_counter!(
+        "brook_authorization_denied_total",
+        "Requests refused with PERMISSION_DENIED, by operation and resource type"
+    );
+    describe_counter!(
+        "brook_audit_log_failures_total",
+        "Audit log lines that could not be written"
     );
 }

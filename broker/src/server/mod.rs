@@ -277,11 +277,21 @@ async fn serve(
         server.max_connections,
         http_tls,
     );
-    let reload = ctx.tls.clone().map(|tls| {
+    // SIGHUP is caught before the broker reports ready, so one from then on reloads.
+    let reload_tls = ctx.tls.clone().map(|tls| {
         let every = Duration::from_millis(ctx.config.tls.reload_interval_ms);
-        // Caught before the broker reports ready, so a SIGHUP from then on reloads.
         let hangups = security::hangups();
         tokio::spawn(security::reload_loop(tls, every, hangups, shutdown.clone()))
+    });
+    let reload_keys = (ctx.authenticator.takes_tokens()).then(|| {
+        let every = Duration::from_millis(ctx.config.auth.reload_interval_ms);
+        let (keys, hangups) = (ctx.authenticator.clone(), security::hangups());
+        tokio::spawn(security::reload_loop(
+            keys,
+            every,
+            hangups,
+            shutdown.clone(),
+        ))
     });
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<BrokerServer<BrokerService>>().await;
@@ -357,7 +367,7 @@ async fn serve(
         .await;
     retention.abort();
     expiry.abort();
-    if let Some(reload) = reload {
+    for reload in [reload_tls, reload_keys].into_iter().flatten() {
         reload.abort();
     }
     for task in cluster_tasks {
