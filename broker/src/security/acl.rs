@@ -246,9 +246,10 @@ pub fn decide(
     }
 }
 
-/// Whether `principal` is a super-user or some ALLOW grants it `operation` on resources of
-/// `resource_type` (any name): Kafka's test for an idempotent producer, which needs Write on
-/// some topic. DENYs are not weighed here; each produce still checks its topics.
+/// Whether `principal` is a super-user or may do `operation` on some resource of
+/// `resource_type` (Kafka's `authorizeByResourceType`, its test for an idempotent producer,
+/// which needs Write on some topic): some ALLOW selects names that no DENY covers whole. A
+/// DENY of `*` covers every name; a prefixed DENY covers the names and prefixes it starts.
 pub fn allows_some(
     super_users: &BTreeSet<String>,
     acls: &BTreeSet<Acl>,
@@ -256,13 +257,31 @@ pub fn allows_some(
     operation: Operation,
     resource_type: ResourceType,
 ) -> bool {
-    super_users.contains(principal.as_str())
-        || acls.iter().any(|acl| {
-            acl.permission == Permission::Allow
-                && (acl.principal == principal.as_str() || acl.principal == "User:*")
-                && acl.resource_type == resource_type
-                && (acl.operation == Operation::All || acl.operation == operation)
+    if super_users.contains(principal.as_str()) {
+        return true;
+    }
+    let applies = |acl: &&Acl, permission| {
+        acl.permission == permission
+            && (acl.principal == principal.as_str() || acl.principal == "User:*")
+            && acl.resource_type == resource_type
+            && (acl.operation == Operation::All || acl.operation == operation)
+    };
+    let denies: Vec<&Pattern> = (acls.iter())
+        .filter(|a| applies(a, Permission::Deny))
+        .map(|a| &a.pattern)
+        .collect();
+    let covered = |allowed: &Pattern| {
+        denies.iter().any(|denied| match (denied, allowed) {
+            (Pattern::Literal(d), _) if d == "*" => true,
+            (Pattern::Literal(d), Pattern::Literal(a)) => d == a,
+            (Pattern::Prefixed(d), Pattern::Literal(a)) => a != "*" && a.starts_with(d.as_str()),
+            (Pattern::Prefixed(d), Pattern::Prefixed(a)) => a.starts_with(d.as_str()),
+            (Pattern::Literal(_), Pattern::Prefixed(_)) => false,
         })
+    };
+    (acls.iter())
+        .filter(|a| applies(a, Permission::Allow))
+        .any(|a| !covered(&a.pattern))
 }
 
 /// The outcome of [`Acls::authorize`].
@@ -432,6 +451,41 @@ mod tests {
         assert!(some("admin", Write, Topic));
         assert!(some("anyone", Read, Group));
         assert!(!some("anyone", Read, Topic));
+        // DENYs weigh in when they cover every name an ALLOW selects.
+        let with = |extra: Vec<Acl>| -> BTreeSet<Acl> {
+            let mut set: BTreeSet<Acl> = [acl(
+                "User:d",
+                Topic,
+                Pattern::Prefixed("logs-".into()),
+                Write,
+                Allow,
+            )]
+            .into();
+            set.extend(extra);
+            set
+        };
+        let d = Principal::user("d");
+        let some_of = |set: &BTreeSet<Acl>| allows_some(&supers, set, &d, Write, Topic);
+        assert!(some_of(&with(vec![])));
+        let all = acl("User:d", Topic, lit("*"), Write, Deny);
+        assert!(!some_of(&with(vec![all])));
+        let wider = acl("User:*", Topic, Pattern::Prefixed("logs".into()), All, Deny);
+        assert!(!some_of(&with(vec![wider])));
+        let narrower = acl(
+            "User:d",
+            Topic,
+            Pattern::Prefixed("logs-web".into()),
+            Write,
+            Deny,
+        );
+        assert!(some_of(&with(vec![narrower])));
+        let one = acl("User:d", Topic, lit("logs-1"), Write, Deny);
+        assert!(some_of(&with(vec![one.clone()])));
+        let literal = acl("User:d", Topic, lit("logs-1"), Write, Allow);
+        let only = [literal.clone(), one].into();
+        assert!(!allows_some(&supers, &only, &d, Write, Topic));
+        let other_op = acl("User:d", Topic, lit("*"), Read, Deny);
+        assert!(some_of(&with(vec![other_op])));
     }
 
     #[test]
