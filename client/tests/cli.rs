@@ -1353,37 +1353,38 @@ async fn acl_add_list_and_remove_manage_who_may_do_what() {
         let (code, _, stderr) = run(&admin, usage).await;
         assert_eq!(code, 2, "{usage:?}: {stderr}");
     }
-    let bad = [
-        "acl",
-        "add",
-        "--principal",
-        "bob",
-        "--topic",
-        "t",
-        "-o",
-        "read",
+    let refused_by_the_broker: [(&[&str], &str); 2] = [
+        (
+            &[
+                "acl",
+                "add",
+                "--principal",
+                "bob",
+                "--topic",
+                "t",
+                "-o",
+                "read",
+            ],
+            "ACL 0: principal \"bob\" is not User:<name> (User:* for everyone)",
+        ),
+        (
+            &[
+                "acl",
+                "add",
+                "--principal",
+                "User:b",
+                "--cluster",
+                "-o",
+                "read",
+            ],
+            "operation read does not apply to cluster resources",
+        ),
     ];
-    let (code, _, stderr) = run(&admin, &bad).await;
-    assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.contains("ACL 0: principal \"bob\" is not User:<name> (User:* for everyone)"),
-        "{stderr}"
-    );
-    let wrong_type = [
-        "acl",
-        "add",
-        "--principal",
-        "User:b",
-        "--cluster",
-        "-o",
-        "read",
-    ];
-    let (code, _, stderr) = run(&admin, &wrong_type).await;
-    assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.contains("operation read does not apply to cluster resources"),
-        "{stderr}"
-    );
+    for (args, message) in refused_by_the_broker {
+        let (code, _, stderr) = run(&admin, args).await;
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(message), "{stderr}");
+    }
 
     // Removing prints what was removed; alice can no longer write.
     let mut remove = add;
