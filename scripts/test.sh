@@ -7,8 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# One run builds once: incremental caches would only add GiBs of disk (CI starts clean).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
+# Disk is the scarce resource of a full build; say how much there is before and after.
+disk() { printf 'disk: %s free where the build goes\n' "$(df -h --output=avail "${CARGO_TARGET_DIR:-target}" 2>/dev/null | tail -1 || echo '?')"; }
 
 step() { printf '\n==> %s\n' "$*"; }
+
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+disk
 
 step "format"
 cargo fmt --all --check
@@ -41,3 +49,7 @@ cargo test --workspace --all-targets --locked
 
 step "doc tests"
 cargo test --workspace --doc --locked
+
+step "done"
+disk
+du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null || true
