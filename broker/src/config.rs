@@ -336,6 +336,10 @@ pub struct AuthConfig {
     /// PEM RSA public key that verifies RS256 tokens; empty (default): RS256 tokens are
     /// refused.
     pub jwt_rs256_public_key_file: PathBuf,
+    /// JSON Web Key Set (RFC 7517) of RS256 and HS256 keys, each with a key id (`kid`): a
+    /// token naming a `kid` verifies with that key, so keys rotate with an overlap (at most
+    /// 64 keys); empty (default): none.
+    pub jwt_jwks_file: PathBuf,
     /// The audience (`aud`) every token must name; required with a JWT key.
     pub jwt_audience: String,
     /// The issuer (`iss`) every token must name; empty (default): not checked.
@@ -353,6 +357,7 @@ impl Default for AuthConfig {
             required: false,
             jwt_hs256_secret_file: PathBuf::new(),
             jwt_rs256_public_key_file: PathBuf::new(),
+            jwt_jwks_file: PathBuf::new(),
             jwt_audience: String::new(),
             jwt_issuer: String::new(),
             jwt_leeway_s: 30,
@@ -366,6 +371,7 @@ impl AuthConfig {
     pub fn takes_tokens(&self) -> bool {
         !self.jwt_hs256_secret_file.as_os_str().is_empty()
             || !self.jwt_rs256_public_key_file.as_os_str().is_empty()
+            || !self.jwt_jwks_file.as_os_str().is_empty()
     }
 
     fn validate(&self, tls: &TlsConfig, in_cluster: bool) -> Result<(), BrokerConfigError> {
@@ -373,9 +379,9 @@ impl AuthConfig {
         let reason = if self.takes_tokens() && self.jwt_audience.is_empty() {
             "a JWT key needs jwt_audience, the audience every token must name"
         } else if !self.takes_tokens() && !self.jwt_audience.is_empty() {
-            "jwt_audience is set but no JWT key is: set jwt_hs256_secret_file or jwt_rs256_public_key_file"
+            "jwt_audience is set but no JWT key is: set jwt_hs256_secret_file, jwt_rs256_public_key_file or jwt_jwks_file"
         } else if !self.takes_tokens() && !self.jwt_issuer.is_empty() {
-            "jwt_issuer is set but no JWT key is: set jwt_hs256_secret_file or jwt_rs256_public_key_file"
+            "jwt_issuer is set but no JWT key is: set jwt_hs256_secret_file, jwt_rs256_public_key_file or jwt_jwks_file"
         } else if self.required && !self.takes_tokens() && !mtls {
             "required = true needs a way to authenticate: a JWT key, or tls.client_auth = \"required\""
         } else if self.required && in_cluster && !mtls {
@@ -1148,6 +1154,7 @@ reload_interval_ms = 0
 required = true
 jwt_hs256_secret_file = "/etc/brook/jwt.secret"
 jwt_rs256_public_key_file = "/etc/brook/jwt.pub"
+jwt_jwks_file = "/etc/brook/jwks.json"
 jwt_audience = "brook"
 jwt_issuer = "https://id.example"
 jwt_leeway_s = 5
@@ -1220,6 +1227,7 @@ level = "warn,brook_broker=debug"
                 required: true,
                 jwt_hs256_secret_file: PathBuf::from("/etc/brook/jwt.secret"),
                 jwt_rs256_public_key_file: PathBuf::from("/etc/brook/jwt.pub"),
+                jwt_jwks_file: PathBuf::from("/etc/brook/jwks.json"),
                 jwt_audience: "brook".into(),
                 jwt_issuer: "https://id.example".into(),
                 jwt_leeway_s: 5,
@@ -1727,12 +1735,16 @@ level = "warn,brook_broker=debug"
             "a JWT key needs jwt_audience, the audience every token must name"
         );
         assert_eq!(
+            reason(&|c| c.auth.jwt_jwks_file = "jwks.json".into()),
+            "a JWT key needs jwt_audience, the audience every token must name"
+        );
+        assert_eq!(
             reason(&|c| c.auth.jwt_audience = "brook".into()),
-            "jwt_audience is set but no JWT key is: set jwt_hs256_secret_file or jwt_rs256_public_key_file"
+            "jwt_audience is set but no JWT key is: set jwt_hs256_secret_file, jwt_rs256_public_key_file or jwt_jwks_file"
         );
         assert_eq!(
             reason(&|c| c.auth.jwt_issuer = "i".into()),
-            "jwt_issuer is set but no JWT key is: set jwt_hs256_secret_file or jwt_rs256_public_key_file"
+            "jwt_issuer is set but no JWT key is: set jwt_hs256_secret_file, jwt_rs256_public_key_file or jwt_jwks_file"
         );
         assert_eq!(
             reason(&|c| c.auth.required = true),

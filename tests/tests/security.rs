@@ -855,6 +855,91 @@ async fn a_replaced_jwt_secret_is_in_force_after_the_polling_interval() {
     );
 }
 
+/// An HS256 token like [`token`], whose header names the key id `kid`.
+fn token_with_kid(sub: &str, kid: &str, secret: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.to_string());
+    let exp = jsonwebtoken::get_current_timestamp() + 600;
+    jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({ "sub": sub, "aud": "brook", "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Writes a JSON Web Key Set of HS256 keys `(kid, secret)`, by a rename as a secret manager
+/// would.
+fn write_key_set(path: &Path, keys: &[(&str, &str)]) {
+    use base64::Engine as _;
+    let keys: Vec<serde_json::Value> = (keys.iter())
+        .map(|(kid, secret)| {
+            let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+            serde_json::json!({ "kty": "oct", "kid": kid, "alg": "HS256", "k": k })
+        })
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test]
+async fn a_key_set_rotates_keys_without_refusing_a_token() {
+    const NEW_SECRET: &str = "rotated-secret-0123456789abcdef-2";
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    write_key_set(&jwks, &[("k1", SECRET)]);
+    let mut config = BrokerConfig::default();
+    config.auth.required = true;
+    config.auth.jwt_jwks_file = jwks.clone();
+    config.auth.jwt_audience = "brook".into();
+    config.auth.reload_interval_ms = 100;
+    let broker = TestBroker::start_with(config).await;
+    let addr = broker.addr();
+    let with = |t: String| Security::plaintext().with_token(&t).unwrap();
+    let old = with(token_with_kid("alice", "k1", SECRET));
+    let new = with(token_with_kid("bob", "k2", NEW_SECRET));
+    let refused = |kid: &str| {
+        format!("token refused: its key id (kid) \"{kid}\" is not in this broker's key set")
+    };
+    metadata_status(&addr, &old).await.unwrap();
+    let status = metadata_status(&addr, &new).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unauthenticated, refused("k2").as_str())
+    );
+
+    // Step 1: the new key joins the set. The old key's tokens pass throughout.
+    write_key_set(&jwks, &[("k1", SECRET), ("k2", NEW_SECRET)]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metadata_status(&addr, &new).await.is_err() {
+        assert!(Instant::now() < deadline, "the new key was not loaded");
+        metadata_status(&addr, &old).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    metadata_status(&addr, &old).await.unwrap();
+    let conn = Connection::connect_with(&addr, &new).await.unwrap();
+    assert_eq!(create_topic(&conn, "rotated", 0).await, ErrorCode::None);
+    round_trip(&conn, "rotated", &["a", "b"]).await;
+
+    // Step 2: the old key leaves the set, and its tokens are refused, naming the key id.
+    write_key_set(&jwks, &[("k2", NEW_SECRET)]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match metadata_status(&addr, &old).await {
+            Err(status) => break status,
+            Ok(()) => assert!(Instant::now() < deadline, "the old key was not dropped"),
+        }
+        metadata_status(&addr, &new).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unauthenticated, refused("k1").as_str())
+    );
+    metadata_status(&addr, &new).await.unwrap();
+}
+
 // ---- Authorization ----
 
 /// A broker taking HS256 tokens (`sub` is the user) with authorization on and `User:admin`

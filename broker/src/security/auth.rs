@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
@@ -110,6 +111,9 @@ pub enum Rejection {
     Audience,
     /// The token's `iss` is not this broker's issuer.
     Issuer,
+    /// The token's key id (`kid`) names no key of `auth.jwt_jwks_file`, or a key of another
+    /// algorithm.
+    Key(String),
 }
 
 impl Rejection {
@@ -125,6 +129,7 @@ impl Rejection {
             Rejection::NotYetValid => "not_yet_valid",
             Rejection::Audience => "audience",
             Rejection::Issuer => "issuer",
+            Rejection::Key(_) => "key",
         }
     }
 }
@@ -152,6 +157,7 @@ impl fmt::Display for Rejection {
             Rejection::Issuer => {
                 f.write_str("token refused: its issuer (iss) is not the expected one")
             }
+            Rejection::Key(why) => write!(f, "token refused: {why}"),
         }
     }
 }
@@ -216,10 +222,22 @@ impl VerifiedTokens {
     }
 }
 
+/// Most keys `auth.jwt_jwks_file` may hold (usable or not).
+pub const MAX_JWKS_KEYS: usize = 64;
+
+/// A key of `auth.jwt_jwks_file` with the one algorithm it verifies.
+struct SetKey {
+    kid: String,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
 /// The keys and rules tokens are checked with.
 struct Jwt {
     hs256: Option<DecodingKey>,
     rs256: Option<DecodingKey>,
+    /// The JWKS file's usable keys, in file order; key ids are unique.
+    set: Vec<SetKey>,
     audience: String,
     issuer: String,
     leeway_s: u64,
@@ -243,6 +261,7 @@ fn stamps(config: &AuthConfig) -> Vec<Stamp> {
     [
         &config.jwt_hs256_secret_file,
         &config.jwt_rs256_public_key_file,
+        &config.jwt_jwks_file,
     ]
     .iter()
     .map(|path| {
@@ -351,13 +370,21 @@ impl Authenticator {
         } else {
             None
         };
-        Ok((hs256.is_some() || rs256.is_some()).then(|| Jwt {
-            hs256,
-            rs256,
-            audience: config.jwt_audience.clone(),
-            issuer: config.jwt_issuer.clone(),
-            leeway_s: config.jwt_leeway_s,
-        }))
+        let set = if set(&config.jwt_jwks_file) {
+            load_jwks(&config.jwt_jwks_file)?
+        } else {
+            Vec::new()
+        };
+        Ok(
+            (hs256.is_some() || rs256.is_some() || !set.is_empty()).then(|| Jwt {
+                hs256,
+                rs256,
+                set,
+                audience: config.jwt_audience.clone(),
+                issuer: config.jwt_issuer.clone(),
+                leeway_s: config.jwt_leeway_s,
+            }),
+        )
     }
 
     /// The principal of a request with the `authorization` header value `authorization`
@@ -403,12 +430,7 @@ impl Authenticator {
         }
         let head = jsonwebtoken::decode_header(token)
             .map_err(|e| Rejection::Malformed(format!("not a JWT: {e}")))?;
-        let key = match head.alg {
-            Algorithm::HS256 => jwt.hs256.as_ref(),
-            Algorithm::RS256 => jwt.rs256.as_ref(),
-            _ => None,
-        }
-        .ok_or_else(|| Rejection::Algorithm(format!("{:?}", head.alg)))?;
+        let keys = jwt.keys_for(head.alg, head.kid.as_deref())?;
         let mut validation = Validation::new(head.alg);
         validation.leeway = jwt.leeway_s;
         validation.validate_nbf = true;
@@ -418,9 +440,15 @@ impl Authenticator {
             validation.set_issuer(&[&jwt.issuer]);
             validation.required_spec_claims.insert("iss".to_string());
         }
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
-            .kind()
-        {
+        // Each candidate key in turn: the first whose signature verifies decides.
+        let mut verified = Err(ErrorKind::InvalidSignature.into());
+        for key in keys {
+            verified = jsonwebtoken::decode::<Claims>(token, key, &validation);
+            if !matches!(&verified, Err(e) if *e.kind() == ErrorKind::InvalidSignature) {
+                break;
+            }
+        }
+        let data = verified.map_err(|e| match e.kind() {
             ErrorKind::InvalidSignature => Rejection::Signature,
             ErrorKind::ExpiredSignature => Rejection::Expired,
             ErrorKind::ImmatureSignature => Rejection::NotYetValid,
@@ -438,6 +466,131 @@ impl Authenticator {
         (self.verified).insert(token, &principal, data.claims.exp, generation);
         Ok(principal)
     }
+}
+
+impl Jwt {
+    /// The keys a token signed with `alg` under key id `kid` may verify with, tried in order:
+    /// - With a JWKS file and a `kid`, the set's key of that id, which must be for `alg`.
+    /// - Otherwise the key file for `alg`, else each key of the set for `alg` (a token without
+    ///   a `kid`, during a rotation, verifies with whichever key signed it).
+    fn keys_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<Vec<&DecodingKey>, Rejection> {
+        if let Some(kid) = kid.filter(|_| !self.set.is_empty()) {
+            let Some(found) = self.set.iter().find(|k| k.kid == kid) else {
+                return Err(Rejection::Key(format!(
+                    "its key id (kid) \"{kid}\" is not in this broker's key set"
+                )));
+            };
+            if found.alg != alg {
+                return Err(Rejection::Key(format!(
+                    "it is signed with {alg:?}, but its key \"{kid}\" is for {:?}",
+                    found.alg
+                )));
+            }
+            return Ok(vec![&found.key]);
+        }
+        let file = match alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::RS256 => self.rs256.as_ref(),
+            _ => None,
+        };
+        let keys: Vec<&DecodingKey> = match file {
+            Some(key) => vec![key],
+            None => (self.set.iter())
+                .filter(|k| k.alg == alg)
+                .map(|k| &k.key)
+                .collect(),
+        };
+        if keys.is_empty() {
+            return Err(Rejection::Algorithm(format!("{alg:?}")));
+        }
+        Ok(keys)
+    }
+}
+
+/// Reads a JSON Web Key Set (RFC 7517), the format identity providers publish at their
+/// `jwks_uri`. Keys for signatures with RS256 (`kty` RSA) or HS256 (`kty` oct) are kept;
+/// keys for encryption or other algorithms are skipped, as a provider's set may hold them.
+/// Every kept key needs a unique `kid`; an HS256 secret needs 32 bytes or more.
+fn load_jwks(path: &Path) -> Result<Vec<SetKey>, AuthError> {
+    const SETTING: &str = "jwt_jwks_file";
+    let invalid = |reason: String| AuthError::Invalid {
+        setting: SETTING,
+        path: path.to_path_buf(),
+        reason,
+    };
+    #[derive(Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let raw: RawSet = serde_json::from_slice(&read(SETTING, path)?)
+        .map_err(|e| invalid(format!("not a JSON Web Key Set ({{\"keys\": [...]}}): {e}")))?;
+    if raw.keys.len() > MAX_JWKS_KEYS {
+        return Err(invalid(format!(
+            "it holds {} keys; at most {MAX_JWKS_KEYS} are taken",
+            raw.keys.len()
+        )));
+    }
+    let mut set: Vec<SetKey> = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, value) in raw.keys.into_iter().enumerate() {
+        let jwk: Jwk = serde_json::from_value(value)
+            .map_err(|e| invalid(format!("key {i} is not a JSON Web Key: {e}")))?;
+        let name = match &jwk.common.key_id {
+            Some(kid) => format!("key {i} (\"{kid}\")"),
+            None => format!("key {i}"),
+        };
+        let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+            (AlgorithmParameters::OctetKey(_), None | Some(KeyAlgorithm::HS256)) => {
+                Algorithm::HS256
+            }
+            _ => {
+                skipped.push(format!("{name}: neither an RS256 nor an HS256 key"));
+                continue;
+            }
+        };
+        if matches!(
+            jwk.common.public_key_use,
+            Some(ref u) if *u != PublicKeyUse::Signature
+        ) {
+            skipped.push(format!("{name}: not for signatures (use)"));
+            continue;
+        }
+        let Some(kid) = jwk.common.key_id.clone().filter(|k| !k.is_empty()) else {
+            return Err(invalid(format!(
+                "{name} has no key id (kid); tokens name their key by it"
+            )));
+        };
+        if set.iter().any(|k| k.kid == kid) {
+            return Err(invalid(format!("{name}: key id \"{kid}\" appears twice")));
+        }
+        let key = DecodingKey::from_jwk(&jwk)
+            .map_err(|e| invalid(format!("{name} is not a usable {alg:?} key: {e}")))?;
+        if alg == Algorithm::HS256 {
+            let len = key.try_get_as_bytes().map_or(0, <[u8]>::len);
+            if len < 32 {
+                return Err(invalid(format!(
+                    "{name}: the secret is {len} bytes; HS256 needs at least 32"
+                )));
+            }
+        }
+        set.push(SetKey { kid, alg, key });
+    }
+    if set.is_empty() {
+        let why = if skipped.is_empty() {
+            "it holds no keys".to_string()
+        } else {
+            format!(
+                "it holds no RS256 or HS256 signing key ({})",
+                skipped.join("; ")
+            )
+        };
+        return Err(invalid(why));
+    }
+    for why in skipped {
+        tracing::info!(file = %path.display(), "auth.jwt_jwks_file: skipped {why}");
+    }
+    Ok(set)
 }
 
 #[cfg(test)]
@@ -761,5 +914,223 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    const RSA_JWK: &str = include_str!("../../tests/data/jwt-rs256-test.jwk.json");
+
+    fn with_kid(
+        c: &TestClaims<'_>,
+        alg: Algorithm,
+        kid: Option<&str>,
+        key: &EncodingKey,
+    ) -> Vec<u8> {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        let token = jsonwebtoken::encode(&header, c, key).unwrap();
+        format!("Bearer {token}").into_bytes()
+    }
+
+    /// An HS256 key of a JWKS file.
+    fn oct(kid: &str, secret: &[u8]) -> serde_json::Value {
+        use base64::Engine as _;
+        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        serde_json::json!({"kty": "oct", "kid": kid, "alg": "HS256", "k": k})
+    }
+
+    fn write_set(path: &Path, keys: &[serde_json::Value]) {
+        let set = serde_json::json!({ "keys": keys });
+        std::fs::write(path, serde_json::to_vec_pretty(&set).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_key_set_verifies_by_key_id_and_rotates_with_an_overlap() {
+        const SECRET_2: &[u8] = b"the second secret, 32 bytes long";
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        let rsa: serde_json::Value = serde_json::from_str(RSA_JWK).unwrap();
+        write_set(&jwks, &[oct("k1", SECRET), rsa.clone()]);
+        let config = AuthConfig {
+            jwt_jwks_file: jwks.clone(),
+            jwt_audience: "brook".into(),
+            ..AuthConfig::default()
+        };
+        let auth = Authenticator::load(&config).unwrap();
+        let k1 = EncodingKey::from_secret(SECRET).unwrap();
+        let k2 = EncodingKey::from_secret(SECRET_2).unwrap();
+        let rsa_key = EncodingKey::from_rsa_pem(RSA_KEY.as_bytes()).unwrap();
+        let alice = with_kid(&claims("alice"), Algorithm::HS256, Some("k1"), &k1);
+        assert_eq!(
+            auth.authenticate(Some(&alice), None),
+            Ok(Principal::user("alice"))
+        );
+        let bob = with_kid(&claims("bob"), Algorithm::RS256, Some("rsa-test"), &rsa_key);
+        assert_eq!(
+            auth.authenticate(Some(&bob), None),
+            Ok(Principal::user("bob"))
+        );
+        // Without a kid, the set's keys of the token's algorithm are tried.
+        let carol = with_kid(&claims("carol"), Algorithm::HS256, None, &k1);
+        assert_eq!(
+            auth.authenticate(Some(&carol), None),
+            Ok(Principal::user("carol"))
+        );
+        let forged = with_kid(&claims("eve"), Algorithm::HS256, None, &k2);
+        assert_eq!(
+            auth.authenticate(Some(&forged), None),
+            Err(Rejection::Signature)
+        );
+        let forged = with_kid(&claims("eve"), Algorithm::HS256, Some("k1"), &k2);
+        assert_eq!(
+            auth.authenticate(Some(&forged), None),
+            Err(Rejection::Signature)
+        );
+        let unknown = with_kid(&claims("eve"), Algorithm::HS256, Some("k9"), &k1);
+        let refused = auth.authenticate(Some(&unknown), None).unwrap_err();
+        assert_eq!(refused.reason(), "key");
+        assert_eq!(
+            refused.to_string(),
+            "token refused: its key id (kid) \"k9\" is not in this broker's key set"
+        );
+        let crossed = with_kid(&claims("eve"), Algorithm::HS256, Some("rsa-test"), &k1);
+        assert_eq!(
+            auth.authenticate(Some(&crossed), None)
+                .unwrap_err()
+                .to_string(),
+            "token refused: it is signed with HS256, but its key \"rsa-test\" is for RS256"
+        );
+
+        // Rotation, step 1: the new key joins the set; tokens of both keys pass.
+        write_set(
+            &jwks,
+            &[oct("k1", SECRET), oct("k2", SECRET_2), rsa.clone()],
+        );
+        assert!(auth.reload_if_changed().unwrap());
+        let new = with_kid(&claims("alice"), Algorithm::HS256, Some("k2"), &k2);
+        assert_eq!(
+            auth.authenticate(Some(&new), None),
+            Ok(Principal::user("alice"))
+        );
+        assert_eq!(
+            auth.authenticate(Some(&alice), None),
+            Ok(Principal::user("alice"))
+        );
+        assert_eq!(
+            auth.authenticate(Some(&forged), None),
+            Err(Rejection::Signature)
+        );
+        // Step 2, once the old tokens have expired: the old key leaves the set.
+        write_set(&jwks, &[oct("k2", SECRET_2), rsa]);
+        assert!(auth.reload_if_changed().unwrap());
+        assert_eq!(
+            auth.authenticate(Some(&new), None),
+            Ok(Principal::user("alice"))
+        );
+        assert_eq!(
+            auth.authenticate(Some(&alice), None)
+                .unwrap_err()
+                .to_string(),
+            "token refused: its key id (kid) \"k1\" is not in this broker's key set"
+        );
+        assert_eq!(
+            auth.authenticate(Some(&carol), None),
+            Err(Rejection::Signature)
+        );
+        assert_eq!(
+            auth.authenticate(Some(&bob), None),
+            Ok(Principal::user("bob"))
+        );
+    }
+
+    #[test]
+    fn key_files_take_precedence_for_tokens_without_a_key_id() {
+        let (dir, mut config) = files();
+        let jwks = dir.path().join("jwks.json");
+        write_set(&jwks, &[oct("k2", b"the second secret, 32 bytes long")]);
+        config.jwt_jwks_file = jwks;
+        let auth = Authenticator::load(&config).unwrap();
+        // No kid: the HS256 file's secret, not the set's.
+        let file = hs256(&claims("alice"), SECRET);
+        assert_eq!(
+            auth.authenticate(Some(&file), None),
+            Ok(Principal::user("alice"))
+        );
+        let k2 = EncodingKey::from_secret(b"the second secret, 32 bytes long").unwrap();
+        let set_no_kid = with_kid(&claims("bob"), Algorithm::HS256, None, &k2);
+        assert_eq!(
+            auth.authenticate(Some(&set_no_kid), None),
+            Err(Rejection::Signature)
+        );
+        let set_kid = with_kid(&claims("bob"), Algorithm::HS256, Some("k2"), &k2);
+        assert_eq!(
+            auth.authenticate(Some(&set_kid), None),
+            Ok(Principal::user("bob"))
+        );
+        // An RS256 token without a kid still verifies with the RS256 file.
+        assert_eq!(
+            auth.authenticate(Some(&rs256(&claims("carol"))), None),
+            Ok(Principal::user("carol"))
+        );
+    }
+
+    #[test]
+    fn key_sets_are_checked_at_load() {
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let config = AuthConfig {
+                jwt_jwks_file: path.clone(),
+                jwt_audience: "brook".into(),
+                ..AuthConfig::default()
+            };
+            Authenticator::load(&config).map(|_| ())
+        };
+        let prefix = format!("auth.jwt_jwks_file = {}: ", path.display());
+        let refused = |text: String| {
+            let err = load(&text).unwrap_err().to_string();
+            err.strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("{err}"))
+                .to_string()
+        };
+        let good = oct("a", SECRET);
+        let ec = json!({"kty": "EC", "crv": "P-256", "kid": "ec", "x": "AAAA", "y": "AAAA"});
+        let mut enc: serde_json::Value = serde_json::from_str(RSA_JWK).unwrap();
+        enc["use"] = json!("enc");
+        let mut hs512 = oct("h", SECRET);
+        hs512["alg"] = json!("HS512");
+        let mut no_kid = oct("a", SECRET);
+        no_kid.as_object_mut().unwrap().remove("kid");
+        let set = |keys: Vec<serde_json::Value>| json!({ "keys": keys }).to_string();
+        assert!(
+            refused("not json".into()).starts_with("not a JSON Web Key Set ({\"keys\": [...]}): "),
+        );
+        assert!(refused("{\"key\": []}".into()).starts_with("not a JSON Web Key Set"));
+        assert_eq!(refused(set(vec![])), "it holds no keys");
+        let many: Vec<_> = (0..65).map(|i| oct(&format!("k{i}"), SECRET)).collect();
+        assert_eq!(refused(set(many)), "it holds 65 keys; at most 64 are taken");
+        assert!(refused(set(vec![json!(42)])).starts_with("key 0 is not a JSON Web Key: "));
+        assert_eq!(
+            refused(set(vec![no_kid])),
+            "key 0 has no key id (kid); tokens name their key by it"
+        );
+        assert_eq!(
+            refused(set(vec![good.clone(), good.clone()])),
+            "key 1 (\"a\"): key id \"a\" appears twice"
+        );
+        assert_eq!(
+            refused(set(vec![oct("a", b"short")])),
+            "key 0 (\"a\"): the secret is 5 bytes; HS256 needs at least 32"
+        );
+        assert_eq!(
+            refused(set(vec![ec.clone(), enc, hs512])),
+            "it holds no RS256 or HS256 signing key (key 0 (\"ec\"): neither an RS256 nor an \
+             HS256 key; key 1 (\"rsa-test\"): not for signatures (use); key 2 (\"h\"): neither \
+             an RS256 nor an HS256 key)"
+        );
+        let bad_n = json!({"kty": "RSA", "kid": "r", "n": "!!", "e": "AQAB"});
+        assert!(refused(set(vec![bad_n])).starts_with("key 0 (\"r\") is not a usable RS256 key: "));
+        // Keys Brook cannot use are skipped when usable ones remain.
+        load(&set(vec![ec, good])).unwrap();
     }
 }
