@@ -337,14 +337,11 @@ impl Authenticator {
             while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 secret.pop();
             }
-            if secret.len() < 32 {
+            if let Some(reason) = short_secret(secret.len()) {
                 return Err(AuthError::Invalid {
                     setting: "jwt_hs256_secret_file",
                     path: path.clone(),
-                    reason: format!(
-                        "the secret is {} bytes; HS256 needs at least 32",
-                        secret.len()
-                    ),
+                    reason,
                 });
             }
             Some(
@@ -370,16 +367,16 @@ impl Authenticator {
         } else {
             None
         };
-        let set = if set(&config.jwt_jwks_file) {
+        let key_set = if set(&config.jwt_jwks_file) {
             load_jwks(&config.jwt_jwks_file)?
         } else {
             Vec::new()
         };
         Ok(
-            (hs256.is_some() || rs256.is_some() || !set.is_empty()).then(|| Jwt {
+            (hs256.is_some() || rs256.is_some() || !key_set.is_empty()).then(|| Jwt {
                 hs256,
                 rs256,
-                set,
+                set: key_set,
                 audience: config.jwt_audience.clone(),
                 issuer: config.jwt_issuer.clone(),
                 leeway_s: config.jwt_leeway_s,
@@ -507,6 +504,11 @@ impl Jwt {
     }
 }
 
+/// Why an HS256 secret of `len` bytes is refused, if it is: HS256 needs 32 bytes or more.
+fn short_secret(len: usize) -> Option<String> {
+    (len < 32).then(|| format!("the secret is {len} bytes; HS256 needs at least 32"))
+}
+
 /// Reads a JSON Web Key Set (RFC 7517), the format identity providers publish at their
 /// `jwks_uri`. Keys for signatures with RS256 (`kty` RSA) or HS256 (`kty` oct) are kept;
 /// keys for encryption or other algorithms are skipped, as a provider's set may hold them.
@@ -568,10 +570,8 @@ fn load_jwks(path: &Path) -> Result<Vec<SetKey>, AuthError> {
             .map_err(|e| invalid(format!("{name} is not a usable {alg:?} key: {e}")))?;
         if alg == Algorithm::HS256 {
             let len = key.try_get_as_bytes().map_or(0, <[u8]>::len);
-            if len < 32 {
-                return Err(invalid(format!(
-                    "{name}: the secret is {len} bytes; HS256 needs at least 32"
-                )));
+            if let Some(reason) = short_secret(len) {
+                return Err(invalid(format!("{name}: {reason}")));
             }
         }
         set.push(SetKey { kid, alg, key });
