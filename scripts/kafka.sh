@@ -34,7 +34,10 @@
 # Environment: BROOK_KAFKA_LIBS (jar directory), KAFKA_HEAP_OPTS (JVM heap flags, default
 # "-Xms256m -Xmx1g"), KAFKA_EXTRA_PROPERTIES (space-separated key=value broker settings added
 # to every node's server.properties at `start`, e.g. "log.flush.interval.messages=1"; kept in
-# DIR/extra.properties for restarts). DIR also holds cluster.id (one id for all nodes) and cluster.conf (PORT
+# DIR/extra.properties for restarts), BROOK_KAFKA_OWNER_PID (at `start` and `start-node`: the
+# pid of the process the nodes belong to, such as a test or brook-bench; should it end without
+# stopping them, killed or interrupted, each node stops within seconds and DIR is removed, so no
+# JVM or data outlives it). DIR also holds cluster.id (one id for all nodes) and cluster.conf (PORT
 # and NODES, for bootstrap and start-node). The Kafka version is pinned in
 # scripts/kafka/pom.xml (all Kafka artifacts at one version).
 set -euo pipefail
@@ -224,6 +227,49 @@ launch() {
     ) </dev/null >"$nd/kafka.out" 2>&1 &
     launched[$i]=$!
     echo "$!" >"$nd/kafka.pid"
+    if [ -n "${BROOK_KAFKA_OWNER_PID:-}" ]; then
+        # Detached from the caller's pipes, or the caller would wait for the watch to end.
+        watch_owner "$dir" "$i" "$!" "$BROOK_KAFKA_OWNER_PID" </dev/null >/dev/null 2>&1 &
+    fi
+}
+
+# The start time of process PID (field 22 of /proc/PID/stat), empty when there is none: a pid
+# plus its start time names one process, even after the pid is reused.
+start_time() {
+    local stat rest fields
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 0
+    rest="${stat##*) }"
+    read -r -a fields <<<"$rest"
+    echo "${fields[19]}"
+}
+
+# Runs in the background beside node I's broker JVM (pid JVM) while process OWNER lives. Ends
+# when the broker stops. When OWNER ends first, stops the broker (SIGTERM, SIGKILL after 10 s),
+# removes the node's directory, and the last node's watch removes DIR.
+watch_owner() {
+    local dir="$1" i="$2" jvm="$3" owner="$4" born
+    [[ $owner =~ ^[0-9]+$ ]] || return 0
+    born="$(start_time "$owner")"
+    [ -n "$born" ] || born=gone
+    while running "$jvm"; do
+        if [ "$(start_time "$owner")" != "$born" ] || ! running "$owner"; then
+            kill -TERM "$jvm" 2>/dev/null || true
+            local deadline=$((SECONDS + 10))
+            while running "$jvm" && [ "$SECONDS" -lt "$deadline" ]; do
+                sleep 0.2
+            done
+            kill -KILL "$jvm" 2>/dev/null || true
+            while running "$jvm"; do
+                sleep 0.1
+            done
+            rm -rf "$dir/node-$i"
+            if ! compgen -G "$dir/node-*" >/dev/null; then
+                rm -rf "$dir"
+            fi
+            return 0
+        fi
+        sleep 1
+    done
 }
 
 # Waits until none of the nodes in the caller's arrays pids/idx runs; returns 1 if some still

@@ -4,6 +4,9 @@
 //!
 //! Each [`KafkaCluster`] owns a temporary directory (configs, logs, pid files) and its own
 //! ports, so tests in one binary may run clusters side by side. Dropping it stops every node.
+//! The nodes also watch this process: if it ends without dropping the cluster (SIGKILL, Ctrl-C,
+//! a test run cut short), they stop within seconds and their directory is removed
+//! (`BROOK_KAFKA_OWNER_PID` in `scripts/kafka.sh`).
 //! Tests first call [`kafka_available`], which skips them (loudly) where Java or the jars are
 //! missing, and fails them under `CI=true`.
 
@@ -392,6 +395,7 @@ fn run_script_env(
         .arg(script)
         .args(args)
         .envs(env.iter().copied())
+        .env("BROOK_KAFKA_OWNER_PID", std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

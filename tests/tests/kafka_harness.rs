@@ -1,6 +1,7 @@
 //! The Kafka harness (brook_tests::kafka) against a real Apache Kafka: single node and 3-node
 //! starts, topics through TopicCommand, node restarts with data kept, clean stops (no JVM and
-//! no listening port left), and `scripts/kafka.sh fetch` without Java.
+//! no listening port left), nothing left behind when the process that started Kafka is killed,
+//! and `scripts/kafka.sh fetch` without Java.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -238,6 +239,77 @@ fn cluster_of_three_replicates_a_topic() {
     for port in ports {
         assert_port_closed(port);
     }
+}
+
+/// The child process of [`a_killed_owner_leaves_no_kafka_behind`]: starts a node, prints
+/// `KAFKA <dir> <pid> <port>` and waits to be killed (5 minutes at most).
+#[test]
+#[ignore = "run only as the child process of a_killed_owner_leaves_no_kafka_behind"]
+fn kafka_owner_child() {
+    let kafka = KafkaCluster::start(1).expect("start Kafka");
+    let pid = kafka.pid(1).expect("node 1 runs");
+    println!(
+        "KAFKA {} {pid} {}",
+        kafka.dir().display(),
+        kafka.client_port(1)
+    );
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+#[test]
+fn a_killed_owner_leaves_no_kafka_behind() {
+    if !kafka_available("a_killed_owner_leaves_no_kafka_behind") {
+        return;
+    }
+    use std::io::BufRead as _;
+    // This test binary again, running only the child above.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "kafka_owner_child", "--ignored", "--nocapture"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.strip_prefix("KAFKA ") {
+                let _ = tx.send(rest.to_string());
+                return;
+            }
+        }
+    });
+    let started = rx.recv_timeout(Duration::from_secs(200));
+    child.kill().unwrap(); // SIGKILL: the child's Drop never runs.
+    child.wait().unwrap();
+    let started = started.expect("the child started Kafka and said where");
+    let mut words = started.split(' ');
+    let (dir, pid, port) = (
+        Path::new(words.next().unwrap()).to_path_buf(),
+        words.next().unwrap().parse::<u32>().unwrap(),
+        words.next().unwrap().parse::<u16>().unwrap(),
+    );
+    assert!(
+        running(pid),
+        "Kafka pid {pid} should run until its watch acts"
+    );
+    // The watch polls every second, gives the JVM 10 s after SIGTERM, then removes the data.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(pid) || dir.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "60 s after its owner was killed: Kafka pid {pid} running: {}, {} exists: {}",
+            running(pid),
+            dir.display(),
+            dir.exists()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_port_closed(port);
+    assert_port_closed(port + 1);
 }
 
 #[test]
