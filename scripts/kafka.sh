@@ -245,21 +245,28 @@ start_time() {
 
 # Runs in the background beside node I's broker JVM (pid JVM) while process OWNER lives. Ends
 # when the broker stops. When OWNER ends first, stops the broker (SIGTERM, SIGKILL after 10 s),
-# removes the node's directory, and the last node's watch removes DIR.
+# removes the node's directory, and the last node's watch removes DIR. Both pids are checked
+# with their start times, so a reused pid is neither watched nor killed.
 watch_owner() {
-    local dir="$1" i="$2" jvm="$3" owner="$4" born
+    local dir="$1" i="$2" jvm="$3" owner="$4" born jvm_born
     [[ $owner =~ ^[0-9]+$ ]] || return 0
     born="$(start_time "$owner")"
     [ -n "$born" ] || born=gone
-    while running "$jvm"; do
+    jvm_born="$(start_time "$jvm")"
+    [ -n "$jvm_born" ] || return 0
+    # Whether the JVM (not a process that took its pid since) has not exited.
+    jvm_alive() { running "$jvm" && [ "$(start_time "$jvm")" = "$jvm_born" ]; }
+    while jvm_alive; do
         if [ "$(start_time "$owner")" != "$born" ] || ! running "$owner"; then
             kill -TERM "$jvm" 2>/dev/null || true
             local deadline=$((SECONDS + 10))
-            while running "$jvm" && [ "$SECONDS" -lt "$deadline" ]; do
+            while jvm_alive && [ "$SECONDS" -lt "$deadline" ]; do
                 sleep 0.2
             done
-            kill -KILL "$jvm" 2>/dev/null || true
-            while running "$jvm"; do
+            if jvm_alive; then
+                kill -KILL "$jvm" 2>/dev/null || true
+            fi
+            while jvm_alive; do
                 sleep 0.1
             done
             rm -rf "$dir/node-$i"
