@@ -20,6 +20,7 @@ pub mod client;
 pub mod compare;
 pub mod connect;
 pub mod grpc;
+pub mod procs;
 pub mod tls;
 
 use std::cell::RefCell;

@@ -1,18 +1,22 @@
-//! `brook-bench`: Brook's benchmark harness.
+//! `brook-bench`: Brook's benchmark harness (docs/benchmarks.md): `compare` (Brook beside a
+//! real Apache Kafka), `grpc`, `client`, `connect` and `tls`. Prints Markdown on stdout and
+//! progress on stderr.
 //!
-//! `brook-bench grpc`: produce and fetch throughput over gRPC on loopback beside the storage
-//! engine's own append throughput in the same run, and produce latency at a fixed rate (see
-//! `brook_bench::grpc`). Prints Markdown tables on stdout; progress on stderr.
-//!
-//! The comparison against a real Apache Kafka joins with its issue.
+//! Every temporary directory of a run (brokers' data, Kafka's, certificates) is made under one
+//! scratch directory, which goes at every exit. On SIGINT or SIGTERM the brokers and connectors
+//! it started are stopped first; Kafka nodes stop by themselves once it is gone
+//! (`scripts/kafka.sh`, `BROOK_KAFKA_OWNER_PID`).
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The same allocator as the broker binary, so in-process brokers behave like the real one.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use brook_bench::grpc::{GrpcBench, latency_table, throughput_table};
+use brook_bench::procs;
 use brook_broker::log::FlushPolicy;
 use clap::{Parser, Subcommand};
 
@@ -218,8 +222,97 @@ enum Cmd {
     },
 }
 
+/// This run's scratch directory, the default temporary directory of everything in it.
+static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
+/// The exit code of the signal received (130 or 143), once one was.
+static SIGNALLED: OnceLock<i32> = OnceLock::new();
+/// Held by whoever is ending the process: the run, when it ends or fails, or the signal
+/// handler. A run that fails because the handler stopped its broker waits here, so the
+/// handler finishes stopping and exits with the signal's code.
+static EXITING: Mutex<()> = Mutex::new(());
+
 fn main() {
     let args = Args::parse();
+    let run_dir = tempfile::Builder::new()
+        .prefix("brook-bench-")
+        .tempdir()
+        .expect("a scratch directory in the temporary directory")
+        .keep();
+    tempfile::env::override_temp_dir(&run_dir).expect("the first override");
+    RUN_DIR.set(run_dir).expect("set once");
+    std::thread::spawn(stop_on_signal);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(args)));
+    exit(if outcome.is_ok() { 0 } else { 101 })
+}
+
+/// Removes the run's scratch directory and exits with `code`, or with the signal's code once
+/// a signal was received.
+fn exit(code: i32) -> ! {
+    let _exiting = EXITING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(dir) = RUN_DIR.get() {
+        remove_scratch(dir);
+    }
+    std::process::exit(SIGNALLED.get().copied().unwrap_or(code))
+}
+
+/// Removes `dir`; a process still stopping may write into it meanwhile, so a few tries.
+fn remove_scratch(dir: &Path) {
+    for _ in 0..50 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    eprintln!("brook-bench: could not remove {}", dir.display());
+}
+
+/// Waits for SIGINT or SIGTERM, then stops this process's children (the brokers and
+/// connectors it started: SIGTERM, SIGKILL after 10 s), removes the scratch directory and
+/// exits with 130 or 143, as a shell reports those signals.
+fn stop_on_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("signal runtime");
+    let code = runtime.block_on(async {
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = int.recv() => 130,
+            _ = term.recv() => 143,
+        }
+    });
+    SIGNALLED.set(code).expect("one signal handled");
+    let exiting = EXITING.lock().unwrap_or_else(PoisonError::into_inner);
+    eprintln!("brook-bench: interrupted; stopping what it started");
+    let children = procs::children(std::process::id());
+    signal_all("-TERM", &children);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children.iter().any(|pid| procs::alive(*pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<u32> = children
+        .into_iter()
+        .filter(|pid| procs::alive(*pid))
+        .collect();
+    signal_all("-KILL", &left);
+    drop(exiting);
+    exit(code)
+}
+
+fn signal_all(signal: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(signal)
+        .args(pids.iter().map(u32::to_string))
+        .status();
+}
+
+fn run(args: Args) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -297,7 +390,7 @@ fn main() {
                 }
                 Err(err) => {
                     eprintln!("error: {err:#}");
-                    std::process::exit(1);
+                    exit(1);
                 }
             }
         }
@@ -336,7 +429,7 @@ fn main() {
                     "fsync-every-write" => Durability::FsyncEveryWrite,
                     other => {
                         eprintln!("error: --durability takes no-fsync and fsync-every-write, not {other:?}");
-                        std::process::exit(2);
+                        exit(2);
                     }
                 })
                 .collect();
@@ -345,7 +438,7 @@ fn main() {
             }
             if let Some(bad) = systems.iter().find(|s| *s != "brook" && *s != "kafka") {
                 eprintln!("error: --systems takes brook and kafka, not {bad:?}");
-                std::process::exit(2);
+                exit(2);
             }
             o.systems = systems;
             use brook_bench::compare::runner::WORKLOAD_KEYS;
@@ -357,7 +450,7 @@ fn main() {
                     "error: --workloads takes {}, not {bad:?}",
                     WORKLOAD_KEYS.join(", ")
                 );
-                std::process::exit(2);
+                exit(2);
             }
             o.workloads = workloads;
             o.repeat = repeat;
@@ -365,7 +458,7 @@ fn main() {
                 eprintln!(
                     "error: --size must be at least 8 (the due time travels in the payload), and --partitions, --producers, --consumers and --rate-mb above 0"
                 );
-                std::process::exit(2);
+                exit(2);
             }
             if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str())
                 || !["0", "1", "all"].contains(&acks.as_str())
@@ -373,7 +466,7 @@ fn main() {
                 eprintln!(
                     "error: --compression takes none, gzip, snappy, lz4 or zstd (got {compression:?}); --acks takes 0, 1 or all (got {acks:?})"
                 );
-                std::process::exit(2);
+                exit(2);
             }
             (o.size, o.partitions, o.producers, o.consumers, o.rate_mb) =
                 (size, partitions, producers, consumers, rate_mb);
@@ -387,7 +480,7 @@ fn main() {
                 Ok(_) => println!("report written to {}", o.out.display()),
                 Err(err) => {
                     eprintln!("error: {err:#}");
-                    std::process::exit(1);
+                    exit(1);
                 }
             }
         }
@@ -402,11 +495,11 @@ fn main() {
             use brook_bench::compare::cluster::{ClusterOptions, run};
             if !(rate_mb.is_finite() && rate_mb > 0.0) {
                 eprintln!("error: --rate-mb must be above 0 (got {rate_mb})");
-                std::process::exit(2);
+                exit(2);
             }
             if duration_secs == 0 {
                 eprintln!("error: --duration-secs must be at least 1");
-                std::process::exit(2);
+                exit(2);
             }
             let o = ClusterOptions {
                 broker_bin: broker_bin.unwrap_or_else(|| {
@@ -425,7 +518,7 @@ fn main() {
             });
             if let Err(err) = written {
                 eprintln!("error: {err:#}");
-                std::process::exit(1);
+                exit(1);
             }
         }
         Cmd::Connect {

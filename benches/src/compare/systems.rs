@@ -126,12 +126,9 @@ pub struct Usage {
 }
 
 fn proc_ticks(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Some(fields) = crate::procs::stat_fields(pid) else {
         return 0;
     };
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
     let field = |i: usize| {
         fields
