@@ -1549,7 +1549,12 @@ async fn reassignments_wait_for_their_replicas_and_can_be_cancelled() {
     let values: Vec<String> = (0..400)
         .map(|i| format!("trimmed-{i:04}-{}", "x".repeat(60)))
         .collect();
-    send(&cluster, "trimmed", 0, &values).await;
+    // In 8 sends of 50, each awaited: at least 8 batches, so at least 8 segments. Sent at
+    // once, the 400 records could make one batch, hence one segment, the active one, which
+    // retention never deletes.
+    for chunk in values.chunks(50) {
+        send(&cluster, "trimmed", 0, chunk).await;
+    }
     let old_leader = t.partitions[0].leader;
     let start = wait_log_start(&cluster, old_leader, "trimmed").await;
     println!("trimmed-0 on {old:?} starts at {start}");
