@@ -1341,14 +1341,11 @@ async fn a_principal_without_alter_configs_cannot_change_configs() {
         "User:carol may not admin cluster \"cluster\": no ACL allows it",
     );
     // Listings show nothing she may not describe (Create does not imply Describe).
-    let names = |topics: Vec<String>| topics;
     let listed = (carol.admin().list_topics(ListTopicsRequest {}).await)
         .unwrap()
         .into_inner();
-    assert_eq!(
-        names(listed.topics.into_iter().map(|t| t.name).collect()),
-        Vec::<String>::new()
-    );
+    let names: Vec<String> = listed.topics.into_iter().map(|t| t.name).collect();
+    assert_eq!(names, Vec::<String>::new());
 
     grant(
         &admin,
